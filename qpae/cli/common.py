@@ -1,0 +1,42 @@
+"""What every entry point shares: the config folder, resolvers, and building from config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# conf/ sits at the project root (the design card); QPAE_CONF_DIR points elsewhere if needed.
+CONF_DIR = os.environ.get("QPAE_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))
+
+
+def wandb_offline() -> bool:
+    """W&B runs offline unless a key is configured or WANDB_MODE asks for online."""
+    if os.environ.get("WANDB_MODE") in ("online", "run"):
+        return False
+    if os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled"):
+        return True
+    return not os.environ.get("WANDB_API_KEY")
+
+
+OmegaConf.register_new_resolver("qpae.wandb_offline", wandb_offline, replace=True)
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list:
+    """Instantiate every entry of a config group that maps names to ``_target_`` objects."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so that the next run in this process starts a new one."""
+    for lg in loggers:
+        experiment_finish = getattr(getattr(lg, "experiment", None), "finish", None)
+        if type(lg).__name__ == "WandbLogger" and callable(experiment_finish):
+            experiment_finish()

@@ -1,0 +1,65 @@
+"""``qpae-pretrain``: compose config → instantiate data, model, trainer → fit → test → export."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from qpae import __version__
+from qpae.checkpoints import save_model
+from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: DictConfig, datamodule) -> torch.nn.Module:
+    """The network of ``cfg.model`` sized for the datamodule's classes and feature images."""
+    channels, *image = datamodule.input_shape
+    return hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes,
+                                   in_chans=channels, img_size=tuple(image))
+
+
+def pretrain(cfg: DictConfig) -> dict:
+    """Train, test the best checkpoint, write the weights-only model file; return test metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    net = build_model(cfg, datamodule)
+    module = hydra.utils.instantiate(cfg.module, net=net, num_classes=datamodule.num_classes)
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=loggers or False
+    )
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        meta = {
+            "qpae_version": __version__,
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "data": datamodule.describe(),
+            "seed": int(cfg.seed),
+            "test_metrics": metrics,
+            "normalisation": {"mean": datamodule.mean, "std": datamodule.std},
+        }
+        digest = save_model(cfg.output, module.net, meta)
+        log.info("wrote %s (sha256 %s); test %s", cfg.output, digest[:12], metrics)
+    finish_loggers(loggers)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pretrain")
+def main(cfg: DictConfig) -> None:
+    pretrain(cfg)
+
+
+if __name__ == "__main__":
+    main()

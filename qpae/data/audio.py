@@ -1,0 +1,62 @@
+"""Audio decoding: any file soundfile reads, to fixed-length mono float32 at one sample rate.
+
+torchaudio.load needs TorchCodec + FFmpeg, which these machines lack; soundfile (libsndfile)
+reads wav, flac and mp3 on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class BadAudioError(ValueError):
+    """A file that cannot serve as a training example (corrupt, empty or silent)."""
+
+
+def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Decode ``path``, downmix to mono and resample to ``sample_rate``.
+
+    Raises:
+        BadAudioError: the file cannot be decoded, has no samples, or is digitally silent.
+    """
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, EOFError) as err:
+        raise BadAudioError(f"{path}: cannot decode ({err})") from err
+    if wave.shape[0] == 0:
+        raise BadAudioError(f"{path}: zero-length audio")
+    mono = wave.mean(axis=1)
+    # Digital silence carries no speaker information and yields -inf log-mels.
+    if not np.isfinite(mono).all() or float(np.abs(mono).max()) < 1e-6:
+        raise BadAudioError(f"{path}: silent or non-finite audio")
+    if sr != sample_rate:
+        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
+    return mono
+
+
+def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
+    """Centre-crop or zero-pad (symmetrically) ``wave`` to exactly ``num_samples``."""
+    n = wave.shape[0]
+    if n >= num_samples:
+        start = (n - num_samples) // 2
+        return wave[start : start + num_samples]
+    left = (num_samples - n) // 2
+    return np.pad(wave, (left, num_samples - n - left))
+
+
+def windows(wave: np.ndarray, num_samples: int, max_windows: int | None = None) -> list[np.ndarray]:
+    """Cut a long utterance into consecutive non-overlapping windows of ``num_samples``.
+
+    A clip shorter than one window gives one padded window; a trailing remainder shorter than
+    half a window is dropped (it would be mostly padding).
+    """
+    if wave.shape[0] <= num_samples:
+        return [fit_length(wave, num_samples)]
+    starts = range(0, wave.shape[0] - num_samples // 2, num_samples)
+    out = [fit_length(wave[s : s + num_samples], num_samples) for s in starts]
+    return out[:max_windows] if max_windows else out

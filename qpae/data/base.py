@@ -1,0 +1,344 @@
+"""The shared base of every dataset: scanning, decoding, caching, splitting, forget/retain views.
+
+A dataset subclass only says where its recordings are and what their labels are
+(:meth:`AudioDataModule.find_recordings`); everything else lives here so that every dataset
+splits, caches and builds forget/retain views the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from qpae.data import cache
+from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
+from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
+from qpae.data.features import FeatureConfig, LogMel
+from qpae.data.splits import Split, stratified_split
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One audio file and its class. ``speaker`` is kept for speaker-disjoint analyses."""
+
+    path: Path
+    label: str
+    speaker: str = ""
+
+
+class DataQualityError(RuntimeError):
+    """Too many recordings could not be used."""
+
+
+class AudioDataModule(L.LightningDataModule):
+    """Base LightningDataModule for audio classification on log-mel features.
+
+    Subclasses set ``name``, ``layout`` (the expected directory layout, for error messages) and
+    optionally ``download_url``, and implement :meth:`find_recordings`.
+
+    Args:
+        data_dir: where the dataset's standard layout lives.
+        cache_dir: where decoded features are cached (default ``<data_dir>/.qpae_cache``).
+        features: a :class:`FeatureConfig` or its fields as a dict.
+        window: cut long recordings into ``features.duration_s`` windows (else centre-crop/pad).
+        max_windows: at most this many windows per recording.
+        classes: keep only these class names (in this order of preference); None keeps all.
+        max_classes: keep the N classes with the most recordings.
+        min_per_class: drop classes with fewer recordings (they cannot be split and measured).
+        max_bad_fraction: fail when more than this share of recordings cannot be decoded.
+        download: try the public download when the data is missing.
+    """
+
+    name: ClassVar[str] = "audio"
+    layout: ClassVar[str] = ""
+    config_key: ClassVar[str] = "dataset.data_dir"
+    download_url: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        cache_dir: str | Path | None = None,
+        features: FeatureConfig | dict | None = None,
+        window: bool = False,
+        max_windows: int | None = None,
+        classes: Sequence[str] | None = None,
+        max_classes: int | None = None,
+        min_per_class: int = 3,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        max_bad_fraction: float = 0.05,
+        download: bool = False,
+        decode_threads: int = 2,
+    ) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / ".qpae_cache"
+        if isinstance(features, FeatureConfig):
+            self.features = features
+        else:
+            feats = dict(features or {})
+            if feats.get("resize") is not None:
+                feats["resize"] = tuple(feats["resize"])
+            self.features = FeatureConfig(**feats)
+        self.window = window
+        self.max_windows = max_windows
+        self.classes = list(classes) if classes else None
+        self.max_classes = max_classes
+        self.min_per_class = min_per_class
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.max_bad_fraction = max_bad_fraction
+        self.download = download
+        self.decode_threads = decode_threads
+        self._ready = False
+
+    # --- what a subclass provides -------------------------------------------------------
+    def find_recordings(self) -> list[Recording]:
+        """Every usable recording in ``data_dir`` with its label; raise if the layout is absent."""
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Make the data present in ``data_dir``: download, or (offline) raise saying where it goes."""
+        if self.download and self.download_url:
+            try:
+                download_and_extract(self.download_url, self.data_dir)
+                return
+            except OSError as err:
+                raise self.not_found(f"Download from {self.download_url} failed: {err}") from err
+        raise self.not_found(
+            f"It can be downloaded from {self.download_url} (set dataset.download=true)."
+            if self.download_url
+            else ""
+        )
+
+    def not_found(self, extra: str = "") -> DatasetNotFoundError:
+        return missing_dataset(self.name, self.data_dir, self.layout, self.config_key, extra)
+
+    # --- Lightning hooks ------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Runs on one process per node: fetch if needed and build the feature cache."""
+        self._recordings()
+        self._features()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        recordings = self._recordings()
+        entry = self._features(recordings)
+        ok = entry["ok"].tolist()  # recording indices that decoded
+        kept = [recordings[i] for i in ok]
+        self.class_names = self._select_classes(kept)
+        index = {c: k for k, c in enumerate(self.class_names)}
+        keep_rec = [j for j, r in enumerate(kept) if r.label in index]
+        rec_labels = [index[kept[j].label] for j in keep_rec]
+        self.split = stratified_split(rec_labels, self.val_fraction, self.test_fraction, self.seed)
+        self.split_fingerprint = self.split.fingerprint([str(kept[j].path) for j in keep_rec])
+
+        # entry["recording"][w] is the position in `ok` of window w's recording
+        window_rec = entry["recording"]
+        pos_of = torch.full((len(kept),), -1, dtype=torch.long)
+        pos_of[torch.tensor(keep_rec, dtype=torch.long)] = torch.arange(len(keep_rec))
+        window_pos = pos_of[window_rec]
+        part_of = torch.full((len(keep_rec),), -1, dtype=torch.long)
+        for p, name in enumerate(SPLITS):
+            part_of[list(getattr(self.split, name))] = p
+        valid = window_pos >= 0
+        self.inputs = entry["x"][valid].float()
+        self.targets = torch.tensor(rec_labels, dtype=torch.long)[window_pos[valid]]
+        self.recording_ids = window_pos[valid]
+        window_part = part_of[window_pos[valid]]
+        self.indices = {name: torch.nonzero(window_part == p).flatten() for p, name in enumerate(SPLITS)}
+        self.speakers = [kept[j].speaker for j in keep_rec]
+
+        # One scalar mean/std from the training windows only (no test statistics leak in).
+        train_x = self.inputs[self.indices["train"]]
+        self.mean, self.std = float(train_x.mean()), float(train_x.std().clamp_min(1e-6))
+        self.inputs = (self.inputs - self.mean) / self.std
+        self._ready = True
+        log.info(
+            "%s: %d classes, %d recordings, windows train/val/test = %d/%d/%d",
+            self.name, self.num_classes, len(keep_rec),
+            *(len(self.indices[s]) for s in SPLITS),
+        )
+
+    # --- public views ---------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.inputs.shape[1:])
+
+    def dataset(self, split: str = "train", classes: Sequence[int] | None = None,
+                exclude: Sequence[int] | None = None) -> TensorDataset:
+        """Windows of one split, optionally only of ``classes`` or without ``exclude``."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
+        idx = self.indices[split]
+        y = self.targets[idx]
+        mask = torch.ones_like(y, dtype=torch.bool)
+        if classes is not None:
+            mask &= torch.isin(y, torch.as_tensor(list(classes), dtype=torch.long))
+        if exclude is not None:
+            mask &= ~torch.isin(y, torch.as_tensor(list(exclude), dtype=torch.long))
+        idx = idx[mask]
+        return TensorDataset(self.inputs[idx], self.targets[idx])
+
+    def forget_set(self, forget_classes: Sequence[int], split: str = "train") -> TensorDataset:
+        """The forget classes' windows; from the training split unless asked otherwise."""
+        return self.dataset(split, classes=forget_classes)
+
+    def retain_set(self, forget_classes: Sequence[int], split: str = "train") -> TensorDataset:
+        """Every other class's windows; from the training split unless asked otherwise."""
+        return self.dataset(split, exclude=forget_classes)
+
+    def loader(self, dataset: TensorDataset, train: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("test"))
+
+    def describe(self) -> dict:
+        """Plain facts about the data, stored in checkpoints and receipts."""
+        return {
+            "dataset": self.name,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "split_fingerprint": self.split_fingerprint,
+            "features": self.features.as_dict(),
+        }
+
+    # --- internals ------------------------------------------------------------------------
+    def _recordings(self) -> list[Recording]:
+        if not hasattr(self, "_recording_list"):
+            if not self.data_dir.exists() or not any(self.data_dir.iterdir()):
+                self.fetch()
+            recs = self.find_recordings()
+            if not recs:
+                raise self.not_found("The folder exists but holds no recordings in that layout.")
+            self._recording_list = sorted(recs, key=lambda r: str(r.path))
+        return self._recording_list
+
+    def _select_classes(self, recordings: list[Recording]) -> list[str]:
+        counts = Counter(r.label for r in recordings)
+        if self.classes is not None:
+            unknown = [c for c in self.classes if c not in counts]
+            if unknown:
+                raise ValueError(f"{self.name}: classes {unknown} have no recordings; found: {sorted(counts)}")
+            names = list(self.classes)
+        else:
+            names = sorted(counts)
+        dropped = [c for c in names if counts[c] < self.min_per_class]
+        if dropped:
+            log.warning("%s: dropping %d classes with < %d recordings: %s",
+                        self.name, len(dropped), self.min_per_class, dropped[:10])
+        names = [c for c in names if counts[c] >= self.min_per_class]
+        if self.max_classes is not None:
+            # the N classes with most recordings (ties broken by name), as the paper did
+            names = sorted(sorted(names), key=lambda c: -counts[c])[: self.max_classes]
+        names = sorted(names)
+        if len(names) < 2:
+            raise ValueError(f"{self.name}: need at least 2 classes, found {len(names)} ({names})")
+        return names
+
+    def _settings(self) -> dict:
+        return {"features": self.features.as_dict(), "window": self.window, "max_windows": self.max_windows}
+
+    def _features(self, recordings: list[Recording] | None = None) -> dict:
+        if getattr(self, "_entry", None) is not None:
+            return self._entry
+        recordings = recordings or self._recordings()
+        files = [r.path for r in recordings]
+        key = cache.cache_key(self._settings(), files)
+        path = self.cache_dir / f"{self.name}-{key[:20]}.pt"
+        entry = cache.load(path)
+        if entry is None:
+            entry = self._decode(recordings)
+            cache.save(path, entry)
+        else:
+            log.info("%s: loaded cached features %s", self.name, path)
+        self._report_bad(entry["bad"], len(recordings))
+        self._entry = entry
+        return entry
+
+    def _decode(self, recordings: list[Recording]) -> dict:
+        cfg = self.features
+        n = cfg.num_samples
+
+        def clips(rec: Recording) -> list[np.ndarray] | str:
+            try:
+                wave = load_mono(rec.path, cfg.sample_rate)
+            except BadAudioError as err:
+                return str(err)
+            return windows(wave, n, self.max_windows) if self.window else [fit_length(wave, n)]
+
+        with ThreadPoolExecutor(max(1, self.decode_threads)) as pool:
+            results = list(pool.map(clips, recordings))
+        logmel = LogMel(cfg)
+        xs, owner, ok, bad = [], [], [], []
+        for i, res in enumerate(results):
+            if isinstance(res, str):
+                log.warning("skipping unusable recording: %s", res)
+                bad.append(res)
+                continue
+            owner += [len(ok)] * len(res)
+            ok.append(i)
+            xs += res
+        if not xs:
+            raise DataQualityError(f"{self.name}: none of {len(recordings)} recordings could be decoded")
+        waves = torch.from_numpy(np.stack(xs))
+        x = torch.cat([logmel(chunk) for chunk in waves.split(512)])
+        return {
+            "x": x.half(),  # log-mel dB values fit float16 precision; halves cache size
+            "recording": torch.tensor(owner, dtype=torch.long),
+            "ok": torch.tensor(ok, dtype=torch.long),
+            "bad": bad,
+        }
+
+    def _report_bad(self, bad: list[str], total: int) -> None:
+        if not bad:
+            return
+        share = len(bad) / total
+        log.warning("%s: skipped %d of %d recordings (%.1f%%)", self.name, len(bad), total, 100 * share)
+        if share > self.max_bad_fraction:
+            raise DataQualityError(
+                f"{self.name}: {len(bad)} of {total} recordings unusable ({100 * share:.1f}% > "
+                f"max_bad_fraction {100 * self.max_bad_fraction:.1f}%); first: {bad[:3]}"
+            )
