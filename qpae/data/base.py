@@ -18,6 +18,7 @@ from typing import ClassVar
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, TensorDataset
 
 from qpae.data import cache
@@ -216,10 +217,20 @@ class AudioDataModule(L.LightningDataModule):
         return self.dataset(split, exclude=forget_classes)
 
     def loader(self, dataset: TensorDataset, train: bool = False) -> DataLoader:
+        """Shuffled, seeded batches for training; in-order batches for evaluation.
+
+        Under DDP, evaluation splits the data without repeating samples: Lightning's default
+        DistributedSampler pads with duplicates, which would make DDP metrics differ from
+        single-process ones.
+        """
+        sampler = None
+        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

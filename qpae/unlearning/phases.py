@@ -1,0 +1,252 @@
+"""The four phases of QPAudioEraser (arXiv 2507.22208) as small pure functions on tensors.
+
+Notation: a classifier head with weight ``W`` of shape ``[K, d]`` and bias ``b`` of shape ``[K]``,
+forget classes ``F`` (a non-empty sequence of class indices, duplicates ignored).
+
+1. :func:`destructive_interference` -- flip and damp the rows of ``F``:
+   ``W[f] <- cos(phi)/sqrt(2) * W[f]``, ``b[f] <- cos(phi) * b[f]``.
+2. :func:`superposition_targets` -- one-hot targets for retained samples, uniform ``1/K`` for
+   forget samples.
+3. :func:`uncertainty_loss` -- cross-entropy to those targets minus ``lambda * H(p)`` on forget
+   samples.
+4. :func:`entanglement_mixing` -- ``W <- M W`` with ``M = I`` plus ``alpha`` couplings between each
+   forget class and every other (non-protected) class.
+
+No function mutates its inputs; every result is a new tensor, built out of place so autograd can
+flow through it if the caller wants that.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Sequence
+from typing import overload
+
+import torch
+import torch.nn.functional as F_nn
+from torch import Tensor
+
+__all__ = [
+    "destructive_interference",
+    "entanglement_matrix",
+    "entanglement_mixing",
+    "prediction_entropy",
+    "superposition_targets",
+    "uncertainty_loss",
+]
+
+
+def _class_list(classes: Iterable[int], num_classes: int, name: str) -> list[int]:
+    """Validate class indices against ``[0, num_classes)``; return them sorted and deduplicated."""
+    if isinstance(classes, Tensor):
+        classes = classes.flatten().tolist()
+    out: set[int] = set()
+    for c in classes:
+        try:
+            idx = operator.index(c)
+        except TypeError:
+            raise TypeError(f"{name} must contain ints, got {c!r} ({type(c).__name__})") from None
+        if not 0 <= idx < num_classes:
+            raise ValueError(f"{name}: class {idx} is out of range for {num_classes} classes")
+        out.add(idx)
+    return sorted(out)
+
+
+def _forget_list(forget_classes: Iterable[int], num_classes: int) -> list[int]:
+    """Validate a forget set: non-empty, in range, and leaving at least one class retained."""
+    forget = _class_list(forget_classes, num_classes, "forget_classes")
+    if not forget:
+        raise ValueError("forget_classes is empty: there is nothing to forget")
+    if len(forget) >= num_classes:
+        raise ValueError(f"forget_classes covers all {num_classes} classes: nothing would remain")
+    return forget
+
+
+def _mixing_classes(
+    num_classes: int, forget_classes: Iterable[int], protected_classes: Iterable[int]
+) -> tuple[list[int], list[int]]:
+    """Validate the forget and protected sets of a mixing step; return them as sorted lists."""
+    forget = _forget_list(forget_classes, num_classes)
+    protected = _class_list(protected_classes, num_classes, "protected_classes")
+    overlap = sorted(set(forget) & set(protected))
+    if overlap:
+        raise ValueError(f"classes {overlap} are both forget and protected")
+    if len(forget) + len(protected) >= num_classes:
+        raise ValueError("forget_classes and protected_classes together cover every class")
+    return forget, protected
+
+
+def _check_head(weight: Tensor, bias: Tensor | None) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D [K, d], got shape {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def destructive_interference(
+    weight: Tensor, bias: Tensor | None, forget_classes: Sequence[int], phi: float = math.pi
+) -> tuple[Tensor, Tensor | None]:
+    """Phase 1, destructive interference on the rows of the forget classes.
+
+    For each ``f`` in ``F``::
+
+        W[f, :] <- cos(phi) / sqrt(2) * W[f, :]
+        b[f]    <- cos(phi) * b[f]
+
+    Only the rows (and bias entries) of ``F`` change; with the default ``phi = pi`` the row becomes
+    ``-W[f] / sqrt(2)`` and the bias ``-b[f]``. ``bias`` may be ``None`` (returned as ``None``).
+    """
+    _check_head(weight, bias)
+    if not math.isfinite(phi):
+        raise ValueError(f"phi must be finite, got {phi}")
+    forget = _forget_list(forget_classes, weight.shape[0])
+    mask = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
+    mask[forget] = True
+    one = weight.new_ones(())
+    w_scale = torch.where(mask, one * (math.cos(phi) / math.sqrt(2.0)), one)
+    new_weight = weight * w_scale.unsqueeze(1)
+    if bias is None:
+        return new_weight, None
+    b_scale = torch.where(mask, bias.new_ones(()) * math.cos(phi), bias.new_ones(()))
+    return new_weight, bias * b_scale
+
+
+def superposition_targets(
+    labels: Tensor, forget_classes: Sequence[int], num_classes: int
+) -> Tensor:
+    """Phase 2, superposition targets ``T`` of shape ``[N, K]``.
+
+    ``T[i] = onehot(y_i)`` if ``y_i`` is retained, ``T[i] = (1/K, ..., 1/K)`` if ``y_i`` is in ``F``.
+    The dtype is the default float dtype; the device is that of ``labels``.
+    """
+    if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(
+            f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}"
+        )
+    forget = _forget_list(forget_classes, num_classes)
+    low, high = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got [{low}, {high}]")
+    is_forget = torch.isin(labels, torch.tensor(forget, device=labels.device))
+    one_hot = F_nn.one_hot(labels.long(), num_classes).to(torch.get_default_dtype())
+    uniform = torch.full_like(one_hot, 1.0 / num_classes)
+    return torch.where(is_forget.unsqueeze(1), uniform, one_hot)
+
+
+def prediction_entropy(logits: Tensor) -> Tensor:
+    """Entropy of the predictive distribution per sample, in nats: ``H(p) = -sum_k p_k log p_k``.
+
+    ``p = softmax(logits)`` over the last dimension, computed via ``log_softmax`` for stability.
+    Returns a tensor of shape ``logits.shape[:-1]``.
+    """
+    log_p = F_nn.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def uncertainty_loss(
+    logits: Tensor, labels: Tensor, forget_classes: Sequence[int], lambda_: float = 1.0
+) -> Tensor:
+    """Phase 3, the uncertainty loss to be minimised (a scalar).
+
+    With ``T`` from :func:`superposition_targets` and ``log p = log_softmax(logits)``::
+
+        l_i = -sum_k T[i, k] log p[i, k]                 if y_i is retained (plain cross-entropy)
+        l_i = -1/K sum_k log p[i, k] - lambda * H(p_i)   if y_i is in F
+        L   = mean_i l_i                                 (over all N samples of the batch)
+
+    Minimising ``L`` maximises the entropy of the predictions on forget samples. Batches without
+    forget samples, or without retained samples, are fine; an empty batch is an error.
+    """
+    if logits.dim() != 2 or labels.shape != logits.shape[:1] or logits.shape[0] == 0:
+        shapes = f"{tuple(logits.shape)} and {tuple(labels.shape)}"
+        raise ValueError(f"need logits [N, K] and labels [N] with N > 0, got {shapes}")
+    if not (math.isfinite(lambda_) and lambda_ >= 0):
+        raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
+    targets = superposition_targets(labels, forget_classes, logits.shape[1]).to(logits.dtype)
+    log_p = F_nn.log_softmax(logits, dim=1)
+    cross_entropy = -(targets * log_p).sum(dim=1)
+    forget = torch.tensor(_forget_list(forget_classes, logits.shape[1]), device=labels.device)
+    is_forget = torch.isin(labels, forget).to(logits.dtype)
+    entropy = -(log_p.exp() * log_p).sum(dim=1)
+    return (cross_entropy - lambda_ * is_forget * entropy).mean()
+
+
+def entanglement_matrix(
+    num_classes: int,
+    forget_classes: Sequence[int],
+    alpha: float = 0.5,
+    protected_classes: Sequence[int] = (),
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Phase 4 mixing matrix ``M`` of shape ``[K, K]``.
+
+    ``M = I``; then for each ``f`` in ``F`` and each ``j != f`` with ``j`` not protected::
+
+        M[f, j] = M[j, f] = alpha
+
+    Rows and columns of ``protected_classes`` (classes forgotten in earlier requests) stay those of
+    the identity: they neither receive from nor give to the mix. Forget classes couple with each
+    other too. Raises ``ValueError`` on ``alpha`` outside ``[0, 1]`` and on invalid class sets.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    forget, protected = _mixing_classes(num_classes, forget_classes, protected_classes)
+    eye = torch.eye(num_classes, dtype=torch.bool, device=device)
+    is_forget, active = eye.new_zeros(num_classes), eye.new_ones(num_classes)
+    is_forget[forget] = True
+    active[protected] = False
+    coupled = (is_forget[:, None] | is_forget[None, :]) & active[:, None] & active[None, :] & ~eye
+    identity = torch.eye(num_classes, dtype=dtype, device=device)
+    return torch.where(coupled, torch.full_like(identity, alpha), identity)
+
+
+@overload
+def entanglement_mixing(
+    weight: Tensor,
+    forget_classes: Sequence[int],
+    alpha: float = ...,
+    protected_classes: Sequence[int] = ...,
+    bias: None = ...,
+) -> Tensor: ...
+@overload
+def entanglement_mixing(
+    weight: Tensor,
+    forget_classes: Sequence[int],
+    alpha: float = ...,
+    protected_classes: Sequence[int] = ...,
+    *,
+    bias: Tensor,
+) -> tuple[Tensor, Tensor]: ...
+
+
+def entanglement_mixing(
+    weight: Tensor,
+    forget_classes: Sequence[int],
+    alpha: float = 0.5,
+    protected_classes: Sequence[int] = (),
+    bias: Tensor | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Phase 4, entanglement mixing of the head: ``W <- M W`` (and ``b <- M b`` if ``bias`` given).
+
+    ``M`` is :func:`entanglement_matrix`. Returns the new weight, or ``(weight, bias)`` when a bias
+    is passed; the caller decides whether the bias takes part. Rows of ``protected_classes`` are
+    copied from the input, so they are bit-identical even under reduced-precision matmuls (TF32).
+    """
+    _check_head(weight, bias)
+    matrix = entanglement_matrix(
+        weight.shape[0],
+        forget_classes,
+        alpha,
+        protected_classes,
+        dtype=weight.dtype,
+        device=weight.device,
+    )
+    keep = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
+    keep[_class_list(protected_classes, weight.shape[0], "protected_classes")] = True
+    new_weight = torch.where(keep.unsqueeze(1), weight, matrix @ weight)
+    if bias is None:
+        return new_weight
+    return new_weight, torch.where(keep, bias, matrix.to(bias.dtype) @ bias)

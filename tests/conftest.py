@@ -1,0 +1,37 @@
+"""Shared fixtures: the real speech samples in ../shared/data and an offline environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before any import of timm / wandb: never wait for a hub, never upload.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("QPAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data; a test that needs it fails under CI and skips elsewhere when absent."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the real speech samples at {SHARED_DATA}")
+        pytest.skip(f"no real speech samples at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    """One feature cache for the session, so each dataset is decoded once."""
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synthetic")
