@@ -9,6 +9,7 @@ forget data included) and nothing that unpickles to code: it loads with
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,3 +51,26 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def save_json(path: str | Path, obj: dict) -> None:
+    """Atomically write ``obj`` as indented JSON (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def build_net(meta: dict, **overrides) -> nn.Module:
+    """Rebuild the network a model file describes, through qpae's factory only.
+
+    The file's model config is data, not code: no ``_target_`` from a file is ever imported.
+    """
+    from qpae.models.factory import create_model
+
+    kwargs = {k: v for k, v in meta["model"].items() if k != "_target_"}
+    channels, *image = meta["data"]["input_shape"]
+    kwargs.update(num_classes=meta["data"]["num_classes"], in_chans=channels, img_size=tuple(image))
+    return create_model(**{**kwargs, **overrides})

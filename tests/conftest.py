@@ -35,3 +35,31 @@ def feature_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic")
+
+
+def compose_config(config_name: str, overrides: list[str], root: Path):
+    """Compose a Hydra config as the entry point would, with every output under ``root``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from qpae.cli.common import CONF_DIR
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name,
+            overrides=[f"paths.root={root}", f"paths.output_dir={root}/run", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path, feature_cache, synthetic_root):
+    """compose(name, *overrides) with outputs in tmp_path and the session's shared caches."""
+
+    def make(config_name: str, *overrides: str):
+        base = [f"paths.cache={feature_cache}", f"paths.data={synthetic_root}"]
+        return compose_config(config_name, [*base, *overrides], tmp_path)
+
+    return make

@@ -6,12 +6,13 @@ reads wav, flac and mp3 on its own.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 
 class BadAudioError(ValueError):
@@ -35,8 +36,15 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     if not np.isfinite(mono).all() or float(np.abs(mono).max()) < 1e-6:
         raise BadAudioError(f"{path}: silent or non-finite audio")
     if sr != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
+        with torch.no_grad():
+            mono = _resampler(sr, sample_rate)(torch.from_numpy(mono)).numpy()
     return mono
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> T.Resample:
+    # building the sinc kernel costs more than applying it to a short clip: build it once per pair
+    return T.Resample(orig, new)
 
 
 def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:

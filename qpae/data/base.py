@@ -25,6 +25,7 @@ from qpae.data import cache
 from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
 from qpae.data.features import FeatureConfig, LogMel
+from qpae.data.forget_retain import ForgetRetainSampler
 from qpae.data.splits import Split, stratified_split
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,20 @@ class AudioDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 
+    def unlearning_loader(self, forgotten: Sequence[int], train_on: str = "forget+retain",
+                          retain_fraction: float = 1.0) -> DataLoader:
+        """Training-split batches for unlearning: the forgotten classes' samples and/or the
+        retained ones (``train_on``), never a test or validation sample."""
+        if train_on not in ("forget+retain", "forget", "retain"):
+            raise ValueError(f"train_on must be forget+retain, forget or retain; got {train_on!r}")
+        data = self.dataset("train")
+        is_forget = torch.isin(data.tensors[1], torch.as_tensor(list(forgotten), dtype=torch.long))
+        forget = torch.nonzero(is_forget).flatten() if train_on != "retain" else torch.empty(0)
+        retain = torch.nonzero(~is_forget).flatten() if train_on != "forget" else torch.empty(0)
+        sampler = ForgetRetainSampler(forget, retain, retain_fraction, seed=self.seed)
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.dataset("train"), train=True)
 
@@ -253,6 +268,7 @@ class AudioDataModule(L.LightningDataModule):
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "split_fingerprint": self.split_fingerprint,
+            "input_shape": list(self.input_shape),
             "features": self.features.as_dict(),
         }
 

@@ -33,7 +33,7 @@ def create_model(name: str, num_classes: int, in_chans: int = 1,
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
                                   in_chans=in_chans, **kwargs)
-    except Exception as err:
+    except OSError as err:  # huggingface_hub's "not in the local cache" errors are OSErrors
         if pretrained:
             offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
             raise RuntimeError(

@@ -1,0 +1,104 @@
+"""Throughput benchmark: feature pipeline (decode + log-mel) and training on cached features.
+
+Compares a Lightning epoch with a plain PyTorch loop over the same cached tensors, so that the
+data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from qpae.data.fsdd import FSDDDataModule
+from qpae.models.classifier import ClassifierModule
+from qpae.models.factory import create_model
+
+
+class StepTimer(L.Callback):
+    """Wall time of training steps after ``warmup`` steps."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.samples = warmup, None, None, 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.warmup - 1:
+            self.start = time.perf_counter()
+        elif batch_idx >= self.warmup:
+            self.samples += len(batch[1])
+            self.end = time.perf_counter()
+
+
+def feature_pipeline(data_dir: Path) -> dict:
+    with tempfile.TemporaryDirectory() as cache_dir:
+        dm = FSDDDataModule(data_dir, cache_dir=cache_dir)
+        recs = dm._recordings()
+        start = time.perf_counter()
+        dm._decode(recs)
+        seconds = time.perf_counter() - start
+    return {"clips": len(recs), "seconds": round(seconds, 2), "clips_per_s": round(len(recs) / seconds)}
+
+
+def plain_loop(model: str, dm, steps: int, warmup: int) -> float:
+    torch.manual_seed(0)
+    net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    net.train()
+    loader, n, start = dm.train_dataloader(), 0, None
+    for i, (x, y) in enumerate(loader):
+        if i == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if i == warmup - 1:
+            start = time.perf_counter()
+        elif i >= warmup:
+            n += len(y)
+    return n / (time.perf_counter() - start)
+
+
+def lightning_loop(model: str, dm, steps: int, warmup: int) -> float:
+    torch.manual_seed(0)
+    net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
+    module = ClassifierModule(net, dm.num_classes, optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer])
+    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    return timer.samples / (timer.end - timer.start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("paths_data", nargs="?", default="paths.data=data",
+                        help="paths.data=<dir holding fsdd/> (the Makefile's DATA_DIR)")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    data_dir = Path(args.paths_data.split("=", 1)[-1]) / "fsdd"
+    report = {"feature_pipeline": feature_pipeline(data_dir)}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        dm = FSDDDataModule(data_dir, cache_dir=cache_dir)
+        dm.setup()
+        plain = plain_loop(args.model, dm, args.steps, args.warmup)
+        light = lightning_loop(args.model, dm, args.steps, args.warmup)
+    report["training"] = {
+        "model": args.model, "batch_size": dm.batch_size, "threads": torch.get_num_threads(),
+        "plain_samples_per_s": round(plain, 1), "lightning_samples_per_s": round(light, 1),
+        "lightning_vs_plain": round(light / plain, 3),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
