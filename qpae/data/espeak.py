@@ -18,8 +18,8 @@ static state. That costs a few milliseconds (mostly re-reading the voice and dic
 from __future__ import annotations
 
 import _ctypes  # dlclose/FreeLibrary, which the public ctypes module does not expose
-import atexit
 import ctypes
+import hashlib
 import os
 import shutil
 import sys
@@ -89,10 +89,30 @@ class SynthRequest:
     pitch_range: int = 50
 
 
-def _remove_dir_if_owner(path: str, owner_pid: int) -> None:
-    # Forked children share the parent's private library copy; only the creator deletes it.
-    if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
+def _private_library_copy() -> str:
+    """Path of a copy of the wheel's libespeak-ng that nothing else in this process loads.
+
+    The copy lives in a per-user cache keyed by the library's hash, so processes share it and
+    nothing has to be cleaned up (pool workers are often killed without running atexit hooks).
+    Statics are per process, so sharing the file between processes is harmless.
+    """
+    src = Path(espeakng_loader.get_library_path())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qpae" / "espeak"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home: fall back to the temp dir
+        cache = Path(tempfile.gettempdir()) / f"qpae-espeak-{uid}"
+        cache.mkdir(parents=True, exist_ok=True)
+    dst = cache / f"libespeak-ng-{digest}{src.suffix}"
+    if not dst.is_file():
+        # Copy then rename, so a concurrent process never dlopens a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return str(dst)
 
 
 class _Engine:
@@ -104,11 +124,7 @@ class _Engine:
     def __init__(self) -> None:
         # A private copy guarantees that dlclose really unloads the library (and so resets its
         # static state) even if another package in this process has loaded the wheel's copy.
-        self._tmpdir = tempfile.mkdtemp(prefix="qpae-espeak-")
-        atexit.register(_remove_dir_if_owner, self._tmpdir, os.getpid())
-        suffix = Path(espeakng_loader.get_library_path()).suffix
-        self._lib_path = os.path.join(self._tmpdir, f"libespeak-ng-private{suffix}")
-        shutil.copyfile(espeakng_loader.get_library_path(), self._lib_path)
+        self._lib_path = _private_library_copy()
         self._data_path = espeakng_loader.get_data_path().encode()
         self._chunks: list[np.ndarray] = []
         # Kept as an attribute: ctypes does not keep callbacks alive, and a collected callback

@@ -16,6 +16,7 @@ last, so an interrupted build is never mistaken for a complete one. Use one root
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -37,6 +38,7 @@ from qpae.data import espeak
 __all__ = [
     "ACCENT_PARAGRAPH",
     "ACCENT_VOICES",
+    "DEFAULT_ACCENTS",
     "DIGIT_WORDS",
     "MAX_SPEAKERS",
     "MAX_SPEAKERS_PER_ACCENT",
@@ -80,14 +82,23 @@ ACCENT_PARAGRAPH = (
     "things into three red bags, and we will go meet her Wednesday at the train station."
 )
 
-# espeak-ng voices for non-Latin scripts do not apply their own rules to Latin text: they hand
-# it to the English rules, so "russian" would sound English. Russian therefore reads a Cyrillic
-# respelling of the paragraph, i.e. how a Russian speaker would sound the English words out.
+# Respellings. espeak-ng voices for non-Latin scripts do not apply their own rules to Latin text:
+# they hand it to the English rules, so "russian" would sound English. The French dictionary
+# does the same for 42 of the 69 words (it knows them as English loanwords). These two accents
+# therefore read a respelling of the paragraph in their own orthography - how a speaker of the
+# language would sound the English words out ("these things" -> "зиз сингз" / "zise sinngz").
 _RUSSIAN_RESPELLING = (
     "Плиз кол Стэлла. Аск хё ту бринг зиз сингз виз хё фром зе стор: Сикс спунз оф фрэш сноу "
     "пиз, файв сик слэбз оф блу чиз, энд мэйби э снэк фор хё бразер Боб. Ви олсоу нид э смол "
     "пластик снэйк энд э биг той фрог фор зе кидз. Ши кэн скуп зиз сингз инту сри рэд бэгз, "
     "энд ви вил гоу мит хё Уэнсдэй эт зе трэйн стэйшн."
+)
+_FRENCH_RESPELLING = (
+    "Plise col Stella. Asque heur tou brinngue zise sinngz ouiz heur frome ze store : Sixe "
+    "spounes ove frèche sno pise, faïve sic slabes ove blou tchise, ènde mébi e snaque for heur "
+    "brozeur Bob. Oui olso nide e smol plastique snéque ènde e bigue toï frogue for ze kidze. "
+    "Chi quène scoupe zise sinngz innetou sri rède bagues, ènde oui ouile go mite heur Ouènnzdé "
+    "ate ze traine stéchonne."
 )
 
 
@@ -97,13 +108,13 @@ class _Accent:
     text: str = ACCENT_PARAGRAPH
 
 
-# Only languages whose voice reads (almost all of) the Latin-script paragraph with its own rules.
-# French, German, Swedish, Danish and European Portuguese dictionaries still send a few common
-# English words ("the", "with", "please") to the English rules; for Portuguese the Brazilian
-# voice does not, so it is used.
+# Only languages whose voice reads (almost all of) the paragraph with its own rules; check with
+# espeak.text_to_phonemes, which marks English stretches with "(en)". German (9 of 69 words),
+# Swedish and Italian still send a few common words ("the", "with", "please") to the English
+# rules. European Portuguese does too, the Brazilian voice does not, so it is used.
 ACCENT_VOICES: dict[str, _Accent] = {
     "english": _Accent("en-US"),
-    "french": _Accent("fr"),
+    "french": _Accent("fr", _FRENCH_RESPELLING),
     "german": _Accent("de"),
     "spanish": _Accent("es"),
     "italian": _Accent("it"),
@@ -181,12 +192,18 @@ def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def _fingerprint(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Everything that determines the corpus bytes; a stored copy that differs forces a rebuild."""
+def _fingerprint(kind: str, config: dict[str, Any], recipe: Any) -> dict[str, Any]:
+    """Everything that determines the corpus bytes; a stored copy that differs forces a rebuild.
+
+    ``recipe`` holds the derived settings (speaker table, texts, jitter and noise constants), so
+    editing a module constant invalidates old corpora without remembering to bump FORMAT_VERSION.
+    """
+    blob = json.dumps(recipe, sort_keys=True, ensure_ascii=False).encode()
     return {
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "config": config,
+        "recipe_sha256": hashlib.sha256(blob).hexdigest(),
         # A different espeak-ng build renders different samples.
         "espeakng_loader": importlib.metadata.version("espeakng-loader"),
     }
@@ -292,7 +309,13 @@ def build_speaker_corpus(
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1, got {repetitions}")
     config = {"n_speakers": n_speakers, "repetitions": repetitions, "seed": seed}
-    fingerprint = _fingerprint("speaker", config)
+    recipe = {
+        "speakers": speakers,
+        "words": DIGIT_WORDS,
+        "jitter": [PITCH_JITTER, RATE_JITTER, RANGE_JITTER],
+        "snr_db": SNR_DB,
+    }
+    fingerprint = _fingerprint("speaker", config, recipe)
     manifest = root / "manifest.csv"
     if _is_complete(root, fingerprint):
         log.info("speaker corpus in %s is up to date; not rebuilding", root)
@@ -382,7 +405,9 @@ def build_accent_corpus(
             f"got {speakers_per_accent}"
         )
     config = {"accents": accents, "speakers_per_accent": speakers_per_accent, "seed": seed}
-    fingerprint = _fingerprint("accent", config)
+    table = {a: _accent_speakers(a, speakers_per_accent, seed) for a in accents}
+    recipe = {"texts": {a: accent_text(a)[1] for a in accents}, "speakers": table, "snr_db": SNR_DB}
+    fingerprint = _fingerprint("accent", config, recipe)
     manifest = root / "manifest.csv"
     if _is_complete(root, fingerprint):
         log.info("accent corpus in %s is up to date; not rebuilding", root)
@@ -395,7 +420,7 @@ def build_accent_corpus(
     sample_rate = 0
     for accent in accents:
         _, text = accent_text(accent)
-        speakers = _accent_speakers(accent, speakers_per_accent, seed)
+        speakers = table[accent]
         requests = [espeak.SynthRequest(text, s["voice"], s["pitch"], s["rate"]) for s in speakers]
         waves, sample_rate = espeak.synthesize_many(requests)  # one engine reset per accent
         for spk, wave in zip(speakers, waves, strict=True):
