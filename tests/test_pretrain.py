@@ -19,15 +19,22 @@ SMALL = ["dataset=synthetic_speakers", "dataset.n_speakers=6", "dataset.repetiti
 GROUPS = ["dataset", "model", "trainer", "logger", "callbacks", "experiment"]
 
 
+def options(config_name: str, groups: list[str]) -> list[tuple[str, str, str]]:
+    return [(config_name, g, p.stem) for g in groups for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+
+
 @pytest.mark.parametrize(
-    "group, option",
-    [(g, p.stem) for g in GROUPS for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))],
+    "config_name, group, option",
+    options("pretrain", GROUPS) + options("unlearn", ["method", "dataset", "model", "trainer"]),
 )
-def test_every_config_file_composes(make_config, group, option):
-    cfg = make_config("pretrain", f"{group}={option}")
+def test_every_config_file_composes(make_config, config_name, group, option):
+    cfg = make_config(config_name, f"{group}={option}")
+    del cfg.hydra  # the job's own keys (sweep numbers) exist only inside a run
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["trainer"]["_target_"] == "lightning.pytorch.Trainer"
-    assert resolved["output"].endswith("pretrained.pt")
+    assert resolved["dataset"]["_target_"].startswith("qpae.data.")
+    key = "output" if config_name == "pretrain" else "input"
+    assert resolved[key].endswith("pretrained.pt")
 
 
 def test_unknown_dataset_lists_the_valid_ones(make_config):

@@ -34,6 +34,17 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
 
 
+def log_config(loggers: list, cfg: DictConfig) -> None:
+    """Send the resolved run config (without Hydra's own section) to every logger."""
+    resolved = {
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key != "hydra"
+    }
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+
+
 def finish_loggers(loggers: list) -> None:
     """Close W&B runs so that the next run in this process starts a new one."""
     for lg in loggers:

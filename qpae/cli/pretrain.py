@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qpae import __version__
 from qpae.checkpoints import save_model
-from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict
+from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict, log_config
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ def pretrain(cfg: DictConfig) -> dict:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=loggers or False
     )
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(loggers, cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)

@@ -8,9 +8,9 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict
+from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict, log_config
 from qpae.unlearning.runner import unlearn_request
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,7 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     datamodule.setup("fit")
     requests = [list(r) for r in cfg.requests] if cfg.get("requests") else [list(cfg.forget)]
     loggers = instantiate_dict(cfg.get("logger"))
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(loggers, cfg)
 
     def make_trainer(**overrides) -> L.Trainer:
         # no checkpoints: a Lightning checkpoint would carry optimizer state built from the

@@ -26,7 +26,7 @@ from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
 from qpae.data.features import FeatureConfig, LogMel
 from qpae.data.forget_retain import ForgetRetainSampler
-from qpae.data.splits import Split, stratified_split
+from qpae.data.splits import stratified_split
 
 log = logging.getLogger(__name__)
 

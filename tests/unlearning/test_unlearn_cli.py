@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import SYNTHETIC_8
 from hydra.errors import MissingConfigException
 
-from conftest import SYNTHETIC_8
 from qpae.checkpoints import load_model, sha256_file
 from qpae.cli.unlearn import unlearn
 from qpae.unlearning.module import NonFiniteLossError
