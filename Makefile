@@ -36,9 +36,13 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m qpae.cli.pretrain experiment=demo logger=$(LOGGER) $(ARGS)
+	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[0]' $(ARGS)
 
 pretrain: install
 	$(PY) -m qpae.cli.pretrain dataset=$(DATASET) model=$(MODEL) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
+
+unlearn: install
+	$(PY) -m qpae.cli.unlearn dataset=$(DATASET) model=$(MODEL) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) 'forget=[$(FORGET)]' $(DATA_ARG) $(ARGS)
 
 test: install
 	WANDB_MODE=offline $(PY) -m pytest
