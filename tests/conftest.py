@@ -39,19 +39,9 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 def compose_config(config_name: str, overrides: list[str], root: Path):
     """Compose a Hydra config as the entry point would, with every output under ``root``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
+    from qpae.cli.common import compose
 
-    from qpae.cli.common import CONF_DIR
-
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name,
-            overrides=[f"paths.root={root}", f"paths.output_dir={root}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose(config_name, [f"paths.root={root}", f"paths.output_dir={root}/run", *overrides])
 
 
 @pytest.fixture

@@ -27,6 +27,21 @@ def wandb_offline() -> bool:
 OmegaConf.register_new_resolver("qpae.wandb_offline", wandb_offline, replace=True)
 
 
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose a config outside ``@hydra.main`` (benchmarks, tests), as the entry point would.
+
+    ``paths.output_dir`` must be among the overrides: no Hydra run sets it here.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
 def instantiate_dict(cfg: DictConfig | None) -> list:
     """Instantiate every entry of a config group that maps names to ``_target_`` objects."""
     if not cfg:

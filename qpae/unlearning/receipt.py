@@ -21,7 +21,7 @@ def erasure_receipt(request: ForgetRequest, class_names: list[str], data: dict, 
     """A JSON-ready receipt for one request."""
     return {
         "receipt_version": 1,
-        "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "request": {
             "dataset": data["dataset"],
             "forget_classes": list(request.forget_classes),
