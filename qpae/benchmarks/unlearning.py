@@ -43,17 +43,24 @@ def run(scenario: str, seeds: list[int], root: Path, data_dir: str | None, unlea
     rows = []
     for seed in seeds:
         model_file = root / scenario / f"pretrained-seed{seed}.pt"
-        cfg = compose("pretrain", [*common, f"seed={seed}", f"trainer.max_epochs={spec['pretrain_epochs']}",
-                                   f"paths.output_dir={root}/{scenario}/pretrain-seed{seed}",
-                                   f"output={model_file}"])
-        start = time.perf_counter()
-        pretrain(cfg)
-        pretrain_s = time.perf_counter() - start
+        timing_file = model_file.with_suffix(".json")
+        if timing_file.exists():  # reuse a finished pretraining (another unlearning setting)
+            pretrain_s = json.loads(timing_file.read_text())["pretrain_s"]
+        else:
+            cfg = compose("pretrain", [*common, f"seed={seed}",
+                                       f"trainer.max_epochs={spec['pretrain_epochs']}",
+                                       f"paths.output_dir={root}/{scenario}/pretrain-seed{seed}",
+                                       f"output={model_file}"])
+            start = time.perf_counter()
+            pretrain(cfg)
+            pretrain_s = time.perf_counter() - start
+            timing_file.write_text(json.dumps({"pretrain_s": pretrain_s}))
         for forget in spec["forget_sets"]:
             tag = "-".join(map(str, forget))
+            run_dir = f"{root}/{scenario}/unlearn-{'-'.join(unlearn_args) or 'default'}-f{tag}-s{seed}"
             cfg = compose("unlearn", [*common, f"seed={seed}", f"input={model_file}",
                                       f"forget=[{','.join(map(str, forget))}]",
-                                      f"paths.output_dir={root}/{scenario}/unlearn-f{tag}-seed{seed}",
+                                      f"paths.output_dir={run_dir}",
                                       *unlearn_args])
             start = time.perf_counter()
             [report] = unlearn(cfg)
@@ -98,9 +105,10 @@ def main() -> None:
     root = args.root.resolve()
     rows = run(args.scenario, args.seeds, root, args.data_dir, args.overrides)
     out = root / args.scenario
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    tag = "-".join(args.overrides).replace("unlearn.", "").replace("=", "") or "default"
+    (out / f"results-{tag}.json").write_text(json.dumps(rows, indent=2))
     text = f"## {args.scenario} {' '.join(args.overrides)}\n" + report(rows)
-    (out / "report.md").write_text(text)
+    (out / f"report-{tag}.md").write_text(text)
     print(text)
 
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from qpae.metrics.unlearning import unlearning_metrics
-from qpae.unlearning.methods.base import UnlearningMethod
+from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
 
 
@@ -28,9 +28,10 @@ class UnlearnModule(L.LightningModule):
     ``trainer.test`` before ``fit`` measures the original model.
     """
 
-    def __init__(self, net: nn.Module, method: UnlearningMethod, request: ForgetRequest) -> None:
+    def __init__(self, net: nn.Module, method: UnlearningMethod, request: ForgetRequest,
+                 data: TrainingData | None = None) -> None:
         super().__init__()
-        self.net, self.method, self.request = net, method, request
+        self.net, self.method, self.request, self.data = net, method, request, data
         self.timings: dict[str, float] = {}
         self.eval_tag = "before"
         self.fa_before: float | None = None
@@ -50,7 +51,7 @@ class UnlearnModule(L.LightningModule):
     # --- the unlearning run ---------------------------------------------------------------
     def on_fit_start(self) -> None:
         start = time.perf_counter()
-        self.method.on_fit_start(self.net, self.request)
+        self.method.on_fit_start(self.net, self.request, self.data)
         self.timings["fit_start_s"] = time.perf_counter() - start
         self._train_started = time.perf_counter()
 
@@ -72,7 +73,7 @@ class UnlearnModule(L.LightningModule):
         self.timings["fit_end_s"] = time.perf_counter() - start
 
     def configure_optimizers(self):
-        return self.method.optimizer(self.net.parameters())
+        return self.method.configure_optimizers(self.net.parameters())
 
     # --- measuring ------------------------------------------------------------------------
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

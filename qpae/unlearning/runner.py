@@ -11,7 +11,7 @@ import lightning as L
 
 from qpae.checkpoints import build_net, load_model, save_json, save_model, sha256_file
 from qpae.data.base import AudioDataModule
-from qpae.unlearning.methods.base import UnlearningMethod
+from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.module import UnlearnModule
 from qpae.unlearning.receipt import erasure_receipt
 from qpae.unlearning.request import ForgetRequest
@@ -62,13 +62,15 @@ def unlearn_request(
 
     net = build_net(meta)
     net.load_state_dict(state)
-    module = UnlearnModule(net, method, request)
+    module = UnlearnModule(net, method, request, TrainingData(datamodule, request))
     trainer = make_trainer(max_epochs=method.epochs)
     started = time.perf_counter()
     trainer.test(module, dataloaders=datamodule.test_dataloader(), verbose=False)
     before = module.last_evaluation
     eval_s = time.perf_counter() - started
     module.start_evaluation("after", fa_before=before["FA"])
+    if method.from_scratch:  # retrain: same architecture, fresh (seeded) initialisation
+        module.net.load_state_dict(build_net(meta).state_dict())
     loader = datamodule.unlearning_loader(request.all_forgotten, method.train_on, method.retain_fraction)
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)

@@ -2,27 +2,60 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from qpae.unlearning.request import ForgetRequest
+
+if TYPE_CHECKING:
+    from qpae.data.base import AudioDataModule
 
 TrainOn = Literal["forget+retain", "retain", "forget"]
 
 
-class UnlearningMethod:
-    """Hooks around a short fine-tuning run of the original model.
+@dataclass
+class TrainingData:
+    """Read access to the training split for methods that measure before they edit (SSD,
+    Fisher). Test and validation samples are not reachable from here."""
 
-    A method says what data it trains on (``train_on``), for how long (``epochs``, 0 for a
-    one-shot edit), and overrides any of the three hooks. Its optimiser settings are ``lr`` and
-    ``weight_decay``; ``retain_fraction`` is the share of retained training samples drawn afresh
-    each epoch (1.0 = all of them, as the paper fine-tunes on the full training set).
+    datamodule: AudioDataModule
+    request: ForgetRequest
+
+    def forget(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of the forgotten classes' training samples, in order."""
+        return self._batches(self.datamodule.forget_set(self.request.all_forgotten), batch_size)
+
+    def retain(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of the retained classes' training samples, in order."""
+        return self._batches(self.datamodule.retain_set(self.request.all_forgotten), batch_size)
+
+    def all(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of the whole training split, in order."""
+        return self._batches(self.datamodule.dataset("train"), batch_size)
+
+    def _batches(self, dataset, batch_size: int | None) -> Iterator[tuple[Tensor, Tensor]]:
+        return iter(DataLoader(dataset, batch_size=batch_size or self.datamodule.batch_size))
+
+
+class UnlearningMethod:
+    """Hooks around a short training run of the original model.
+
+    A method says what data it trains on (``train_on``), for how long (``epochs``; 0 for a
+    one-shot edit), whether it starts from a freshly initialised network (``from_scratch``),
+    and overrides any of the three hooks. ``retain_fraction`` is the share of retained
+    training samples drawn afresh each epoch (1.0 = all, as the paper fine-tunes on the
+    full training set).
     """
 
     name: ClassVar[str] = "method"
     train_on: ClassVar[TrainOn] = "forget+retain"
+    from_scratch: ClassVar[bool] = False
 
     def __init__(self, epochs: int = 5, lr: float = 1e-4, weight_decay: float = 0.0,
                  retain_fraction: float = 1.0) -> None:
@@ -33,19 +66,30 @@ class UnlearningMethod:
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.retain_fraction = retain_fraction
 
-    def on_fit_start(self, net: nn.Module, request: ForgetRequest) -> None:
+    def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData) -> None:
         """Edit the model before training (in place)."""
 
     def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest) -> Tensor:
-        """The training loss of one batch."""
-        raise NotImplementedError
+        """The training loss of one batch (methods that train must override it)."""
+        raise NotImplementedError(f"{self.name} does not train (epochs must be 0)")
 
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
         """Edit the model after training (in place)."""
 
-    def optimizer(self, params) -> torch.optim.Optimizer:
+    def configure_optimizers(self, params):
+        """What ``LightningModule.configure_optimizers`` returns."""
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def config(self) -> dict:
         """Plain settings for metrics.json and the receipt."""
         return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+
+def split_cross_entropy(logits: Tensor, labels: Tensor, forgotten: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy over the batch's retained and forget samples (0 where there are none)."""
+    is_forget = torch.isin(labels, torch.tensor(forgotten, device=labels.device))
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    zero = logits.new_zeros(())
+    retain = ce[~is_forget].mean() if (~is_forget).any() else zero
+    forget = ce[is_forget].mean() if is_forget.any() else zero
+    return retain, forget

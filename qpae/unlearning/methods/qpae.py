@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from qpae.models.factory import classifier_head
 from qpae.unlearning import phases
-from qpae.unlearning.methods.base import UnlearningMethod
+from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
 
 
@@ -38,7 +38,7 @@ class QPAudioEraser(UnlearningMethod):
         self.weight_transform, self.uncertainty, self.mixing = weight_transform, uncertainty, mixing
 
     @torch.no_grad()
-    def on_fit_start(self, net: nn.Module, request: ForgetRequest) -> None:
+    def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData | None = None) -> None:
         if self.weight_transform:
             head = classifier_head(net)
             weight, bias = phases.destructive_interference(

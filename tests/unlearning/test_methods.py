@@ -1,0 +1,111 @@
+"""The baselines: their math on hand-sized examples, and every method through qpae-unlearn."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import SYNTHETIC_8
+from qpae.checkpoints import load_model
+from qpae.cli.unlearn import unlearn
+from qpae.models.factory import classifier_head, create_model
+from qpae.unlearning.methods.base import split_cross_entropy
+from qpae.unlearning.methods.fisher import FisherForgetting, fisher_diagonal
+from qpae.unlearning.methods.ssd import dampen, importances
+from qpae.unlearning.request import ForgetRequest
+
+
+def test_ssd_dampens_only_parameters_specialised_on_the_forget_set():
+    param = torch.tensor([2.0, 2.0, 2.0, 2.0])
+    i_all = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    i_forget = torch.tensor([5.0, 20.0, 0.5, 0.0])
+    out = dampen(param, i_all, i_forget, alpha=10.0, lambda_=1.0)
+    # only index 1 has I_f > 10·I_D; β = min(1·1/20, 1) = 0.05
+    assert out.tolist() == pytest.approx([2.0, 0.1, 2.0, 2.0])
+
+
+def test_ssd_importance_is_the_mean_squared_gradient_of_the_batch_mean_loss():
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2, bias=False)
+    batches = [(torch.randn(4, 3), torch.randint(0, 2, (4,))) for _ in range(2)]
+    expected = torch.zeros(2, 3)
+    for x, y in batches:
+        g = torch.autograd.grad(F.cross_entropy(net(x), y), net.weight)[0]
+        expected += g**2 / 2
+    assert torch.allclose(importances(net, batches)["weight"], expected)
+
+
+def test_fisher_diagonal_matches_the_per_sample_loop_of_the_authors_code():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+    x, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
+    expected = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
+    for i in range(5):  # Golatkar et al.: batch size 1, every class weighted by its probability
+        out = net(x[i : i + 1])
+        prob = F.softmax(out, dim=1)[0].detach()
+        for k in range(3):
+            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([k])), list(net.parameters()),
+                                        retain_graph=True)
+            for (n, _), g in zip(net.named_parameters(), grads, strict=True):
+                expected[n] += prob[k] * g**2 / 5
+    got = fisher_diagonal(net, [(x[:3], y[:3]), (x[3:], y[3:])], num_classes=3)
+    for n in expected:
+        assert torch.allclose(got[n], expected[n], atol=1e-6), n
+
+
+def test_fisher_forgetting_zeroes_the_forget_row_of_the_named_head():
+    torch.manual_seed(0)
+    net = create_model("qpae_small_cnn", num_classes=4)
+    head = classifier_head(net)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+
+    class Data:  # the retained training batches the method reads
+        def retain(self, batch_size=None):
+            return iter([(torch.randn(6, 1, 32, 32), torch.tensor([1, 2, 3, 1, 2, 3]))])
+
+    FisherForgetting(alpha=1e-6).on_fit_start(net, ForgetRequest((0,), 4), Data())
+    # μ = 0, σ² = 1e-4·10 for the forget row: |w| of order 0.03, far below the trained scale
+    assert head.weight[0].abs().max() < 0.2 and head.weight[0].abs().mean() < 0.05
+    assert not torch.allclose(head.weight[0], before["head.weight"][0])
+    moved = (head.weight[1:] - before["head.weight"][1:]).abs().mean()
+    assert 0 < moved < 0.5  # retained rows: the original plus noise
+
+
+def test_split_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    retain, forget = split_cross_entropy(logits, labels, (1,))
+    assert retain == pytest.approx(F.cross_entropy(logits[:1], labels[:1]).item())
+    assert forget == pytest.approx(F.cross_entropy(logits[1:], labels[1:]).item())
+    _, none = split_cross_entropy(logits[:1], labels[:1], (1,))
+    assert none == 0
+
+
+METHODS = {
+    "qpae": ["unlearn.epochs=2"],
+    "retrain": ["unlearn.epochs=8"],
+    "finetune": ["unlearn.epochs=2"],
+    "gradient_ascent": ["unlearn.epochs=2"],
+    "negative_gradient": [],
+    "ssd": [],
+    "fisher": [],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_through_the_same_interface(make_config, pretrained, tmp_path, method):
+    cfg = make_config("unlearn", *SYNTHETIC_8, f"input={pretrained}", "forget=[2]",
+                      f"method={method}", *METHODS[method])
+    [report] = unlearn(cfg)
+    _, original_meta = load_model(pretrained)
+    # "before" always measures the original model, also for retrain (which starts afresh)
+    assert report["before"]["RA"] == pytest.approx(100 * original_meta["test_metrics"]["test/acc"], abs=15)
+    assert report["method"]["name"] == method
+    state, meta = load_model(tmp_path / "run" / "model.pt")
+    assert meta["unlearned_by"]["name"] == method and meta["forgotten_classes"] == [2]
+    if method == "retrain":
+        assert report["after"]["FA"] == 0.0 and report["after"]["RA"] > 50
+        original, _ = load_model(pretrained)
+        w0, w1 = original["head.weight"].flatten(), state["head.weight"].flatten()
+        assert torch.corrcoef(torch.stack([w0, w1]))[0, 1].abs() < 0.5  # not a fine-tuned copy
