@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import SYNTHETIC_8
 from qpae.checkpoints import load_model
 from qpae.cli.unlearn import unlearn
 from qpae.models.factory import classifier_head, create_model
@@ -13,6 +12,8 @@ from qpae.unlearning.methods.base import split_cross_entropy
 from qpae.unlearning.methods.fisher import FisherForgetting, fisher_diagonal
 from qpae.unlearning.methods.ssd import dampen, importances
 from qpae.unlearning.request import ForgetRequest
+
+from conftest import SYNTHETIC_8
 
 
 def test_ssd_dampens_only_parameters_specialised_on_the_forget_set():

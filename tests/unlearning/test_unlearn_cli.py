@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
-from conftest import SYNTHETIC_8
 from hydra.errors import MissingConfigException
 
 from qpae.checkpoints import load_model, sha256_file
 from qpae.cli.unlearn import unlearn
 from qpae.unlearning.module import NonFiniteLossError
+
+from conftest import SYNTHETIC_8
 
 FAST = ["unlearn.epochs=2", "unlearn.lr=3e-4"]
 
