@@ -5,6 +5,7 @@
 #   make test                                   the test suite (what CI runs)
 #   make pretrain DATASET=fsdd MODEL=resnet18 DATA_DIR=../shared/data
 #   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET=0 DATA_DIR=../shared/data
+#   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 
 PYTHON  ?= python3
@@ -15,6 +16,7 @@ MODEL   ?= resnet18
 TRAINER ?= cpu
 LOGGER  ?= wandb
 METHOD  ?= qpae
+BENCH   ?= cpu
 FORGET  ?= 0
 # Where the datasets' standard layouts live (empty: the configs' default, ./data).
 DATA_DIR ?=
@@ -24,7 +26,7 @@ ARGS    ?=
 DATA_ARG := $(if $(DATA_DIR),paths.data=$(abspath $(DATA_DIR)),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn test lint throughput clean
+.PHONY: install demo pretrain unlearn bench test lint throughput clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +46,9 @@ pretrain: install
 unlearn: install
 	$(PY) -m qpae.cli.unlearn dataset=$(DATASET) model=$(MODEL) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) 'forget=[$(FORGET)]' $(DATA_ARG) $(ARGS)
 
+bench: install
+	$(PY) -m qpae.cli.bench bench=$(BENCH) $(if $(DATA_DIR),bench_real_data=$(abspath $(DATA_DIR)),) $(ARGS)
+
 test: install
 	WANDB_MODE=offline $(PY) -m pytest
 
@@ -55,4 +60,4 @@ throughput: install
 	$(PY) -m qpae.benchmarks.throughput $(DATA_ARG) $(ARGS)
 
 clean:
-	rm -rf runs checkpoints .cache wandb .pytest_cache
+	rm -rf runs checkpoints results .cache wandb .pytest_cache

@@ -34,10 +34,14 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app (qpae-bench): same conf/
         cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+    else:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     return cfg
 

@@ -1,0 +1,184 @@
+"""Bench results → CSV, markdown tables in the paper's column order, PNG plots, W&B."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on these machines
+import matplotlib.pyplot as plt  # noqa: E402
+
+from qpae.unlearning.runner import METRIC_ORDER  # noqa: E402
+
+FIELDS = ("scenario", "dataset", "method", "variant", "seed", "request")
+
+
+def flatten(results: list[dict]) -> list[dict]:
+    """One row per (cell, request): before/after metrics, wall times."""
+    rows = []
+    for res in results:
+        for k, rep in enumerate(res["reports"], start=1):
+            row = {**{f: res["cell"][f] for f in FIELDS[:-1]}, "request": k,
+                   "forget": " → ".join(",".join(map(str, r)) for r in res["cell"]["requests"]),
+                   "last": k == len(res["reports"]), "wall_s": res["wall_s"],
+                   "pretrain_s": res["pretrain_s"], "train_s": rep["timings_s"]["train_s"]}
+            for m in METRIC_ORDER:
+                row[f"before_{m}"] = rep["before"].get(m, math.nan)
+                row[f"{m}"] = rep["after"].get(m, math.nan)
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _cell(values: list[float]) -> str:
+    mean, sd = _stats(values)
+    return "—" if math.isnan(mean) else f"{mean:.1f} ± {sd:.1f}"
+
+
+def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Final-request rows grouped by (scenario, dataset, forget, method, variant)."""
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["last"]:
+            out[(r["scenario"], r["dataset"], r["forget"], r["method"], r["variant"])].append(r)
+    return out
+
+
+def retrain_reference(rows: list[dict]) -> dict[tuple, tuple[float, float]]:
+    """Mean (RA, FA) of retrain for each (dataset, forget set), whatever the scenario."""
+    ref: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["last"] and r["method"] == "retrain":
+            ref[(r["dataset"], r["forget"])].append(r)
+    return {k: (_stats([r["RA"] for r in v])[0], _stats([r["FA"] for r in v])[0]) for k, v in ref.items()}
+
+
+def markdown(rows: list[dict], schedule: str) -> str:
+    ref = retrain_reference(rows)
+    by_table: dict[tuple, list] = defaultdict(list)
+    for (scenario, dataset, forget, method, variant), sel in groups(rows).items():
+        by_table[(scenario, dataset, forget)].append((method, variant, sel))
+    lines = ["# Benchmark report", "", schedule, "",
+             "Metrics on the test split after unlearning, mean ± std over seeds (percent). "
+             "ΔRA/ΔFA: difference to `retrain` on the same dataset and forget set "
+             "(0 is best: retrain is the gold standard).", ""]
+    head = ["method", *METRIC_ORDER, "wall s", "% of pretraining", "ΔRA vs retrain", "ΔFA vs retrain"]
+    for (scenario, dataset, forget), entries in sorted(by_table.items()):
+        seeds = len(entries[0][2])
+        lines += [f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        original = entries[0][2]
+        lines.append("| original | " + " | ".join(_cell([r[f"before_{m}"] for r in original])
+                                                   for m in METRIC_ORDER) + " | | | | |")
+        order = lambda e: (e[0] != "retrain", e[0], e[1] not in ("default", "full"), e[1])  # noqa: E731
+        for method, variant, sel in sorted(entries, key=order):
+            name = method if variant in ("default", "full") else f"{method} ({variant})"
+            ra_ref, fa_ref = ref.get((dataset, forget), (math.nan, math.nan))
+            ra, fa = _stats([r["RA"] for r in sel])[0], _stats([r["FA"] for r in sel])[0]
+            gap = [f"{ra - ra_ref:+.1f}", f"{fa - fa_ref:+.1f}"] if not math.isnan(ra_ref) else ["—", "—"]
+            cells = [_cell([r[m] for r in sel]) for m in METRIC_ORDER]
+            share = _cell([100 * r["wall_s"] / r["pretrain_s"] for r in sel])
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in sel])} | "
+                         f"{share} | " + " | ".join(gap) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_frontier(rows: list[dict], path: Path) -> Path:
+    """FA vs RA after unlearning, one marker per method: the privacy–utility frontier."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    by_method: dict[str, list] = defaultdict(list)
+    for (_, _, _, method, variant), sel in groups(rows).items():
+        if variant in ("default", "full"):
+            by_method[method].append((_stats([r["FA"] for r in sel])[0], _stats([r["RA"] for r in sel])[0]))
+    for method, points in sorted(by_method.items()):
+        fa, ra = zip(*points, strict=True)
+        ax.scatter(fa, ra, label=method, s=40, alpha=0.8)
+    ax.set_xlabel("forget accuracy FA (%) — lower forgets more")
+    ax.set_ylabel("retain accuracy RA (%)")
+    ax.set_title("Privacy–utility frontier (every scenario)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_sweeps(rows: list[dict], path: Path) -> Path | None:
+    """RA and FA over the λ and α sweeps of the ablation scenario."""
+    sweep = [r for r in rows if r["scenario"] == "ablation" and r["last"]]
+    if not sweep:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, (param, default, values) in zip(
+        axes, (("lambda", 1.0, (0.5, 1.0, 1.5, 2.0)), ("alpha", 0.5, (0.2, 0.35, 0.5))), strict=True
+    ):
+        ra, fa = [], []
+        for v in values:
+            name = "full" if v == default else f"{param}{v}"
+            sel = [r for r in sweep if r["variant"] == name]
+            ra.append(_stats([r["RA"] for r in sel])[0])
+            fa.append(_stats([r["FA"] for r in sel])[0])
+        ax.plot(values, ra, "o-", label="RA")
+        ax.plot(values, fa, "s--", label="FA")
+        ax.set_xlabel(param)
+        ax.set_ylabel("%")
+        ax.set_title(f"QPAudioEraser {param} sweep")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_sequential(rows: list[dict], path: Path) -> Path | None:
+    """RA after each request of the sequential scenario, per method."""
+    seq = [r for r in rows if r["scenario"] == "sequential"]
+    if not seq:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in seq}):
+        ks = sorted({r["request"] for r in seq if r["method"] == method})
+        ax.plot(ks, [_stats([r["RA"] for r in seq if r["method"] == method and r["request"] == k])[0]
+                     for k in ks], "o-", label=method)
+    ax.set_xlabel("request")
+    ax.set_ylabel("retain accuracy RA (%)")
+    ax.set_title("Sequential deletion requests")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_to_wandb(rows: list[dict], images: list[Path], table_md: str, project: str = "qpae") -> None:
+    """The same tables and plots as a W&B run (offline unless a key is configured)."""
+    import wandb
+
+    from qpae.cli.common import wandb_offline
+
+    run = wandb.init(project=project, job_type="bench", mode="offline" if wandb_offline() else "online",
+                     dir=str(images[0].parent) if images else None)
+    columns = list(rows[0])
+    run.log({"runs": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
+             **{p.stem: wandb.Image(str(p)) for p in images}})
+    run.summary["report"] = table_md
+    run.finish()

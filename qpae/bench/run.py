@@ -1,0 +1,98 @@
+"""Running benchmark cells: pretrained models per (dataset, seed), then unlearning per cell."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+
+from qpae.bench.plan import Cell
+from qpae.checkpoints import save_json
+from qpae.cli.common import compose
+from qpae.cli.pretrain import pretrain
+from qpae.unlearning.runner import unlearn_request
+
+log = logging.getLogger(__name__)
+
+QUIET = ["logger=none", "trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+
+
+class BenchRunner:
+    """Runs cells of one bench profile under ``results_dir``; every result is cached on disk."""
+
+    def __init__(self, bench: dict, results_dir: Path, base_overrides: list[str]) -> None:
+        self.bench, self.results_dir, self.base = bench, results_dir, base_overrides
+        self._datamodules: dict[str, object] = {}
+
+    def _data_overrides(self, dataset: str) -> list[str]:
+        spec = self.bench["datasets"][dataset]
+        return [*self.base, *spec["overrides"], f"model={spec['model']}", *QUIET]
+
+    def datamodule(self, dataset: str):
+        """One set-up datamodule per dataset, shared by its cells (features decoded once)."""
+        if dataset not in self._datamodules:
+            cfg = compose("unlearn", [*self._data_overrides(dataset),
+                                      f"paths.output_dir={self.results_dir}/tmp"])
+            dm = hydra.utils.instantiate(cfg.dataset)
+            dm.prepare_data()
+            dm.setup()
+            self._datamodules[dataset] = dm
+        return self._datamodules[dataset]
+
+    def num_classes(self) -> dict[str, int]:
+        return {name: self.datamodule(name).num_classes for name in self.bench["datasets"]}
+
+    def pretrained(self, dataset: str, seed: int) -> Path:
+        """The original model of (dataset, seed), trained once; its wall time beside it."""
+        path = self.results_dir / "models" / f"{dataset}-s{seed}.pt"
+        timing = path.with_suffix(".json")
+        if not timing.exists():
+            epochs = self.bench["datasets"][dataset]["pretrain_epochs"]
+            cfg = compose("pretrain", [*self._data_overrides(dataset), f"seed={seed}",
+                                       f"trainer.max_epochs={epochs}", f"output={path}",
+                                       f"paths.output_dir={self.results_dir}/pretrain/{dataset}-s{seed}"])
+            start = time.perf_counter()
+            metrics = pretrain(cfg)
+            save_json(timing, {"pretrain_s": time.perf_counter() - start, "test": metrics})
+        return path
+
+    def run(self, cell: Cell) -> dict:
+        """The cell's result, computed now or read back from an earlier run."""
+        out = self.results_dir / "cells" / cell.key
+        done = out / "result.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        source = self.pretrained(cell.dataset, cell.seed)
+        overrides = [*self._data_overrides(cell.dataset), f"method={cell.method}", f"seed={cell.seed}",
+                     *self.bench.get("unlearn_overrides", []), *cell.overrides,
+                     f"paths.output_dir={out}"]
+        if cell.method == "retrain":  # the same recipe as pretraining, from scratch
+            overrides.append(f"unlearn.epochs={self.bench['datasets'][cell.dataset]['pretrain_epochs']}")
+        cfg = compose("unlearn", overrides)
+        dm = self.datamodule(cell.dataset)
+
+        def make_trainer(**kw) -> L.Trainer:
+            return hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
+                                           num_sanity_val_steps=0, limit_val_batches=0, **kw)
+
+        L.seed_everything(cell.seed, workers=True)
+        start, reports, current = time.perf_counter(), [], source
+        for k, request in enumerate(cell.requests, start=1):
+            method = hydra.utils.instantiate(cfg.unlearn)
+            step_dir = out / f"request-{k:02d}"
+            reports.append(unlearn_request(current, list(request), dm, method, make_trainer, step_dir))
+            current = step_dir / "model.pt"
+        result = {
+            "cell": {"scenario": cell.scenario, "dataset": cell.dataset, "method": cell.method,
+                     "variant": cell.variant, "seed": cell.seed,
+                     "requests": [list(r) for r in cell.requests], "overrides": list(cell.overrides)},
+            "reports": reports,
+            "wall_s": time.perf_counter() - start,
+            "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
+        }
+        save_json(done, result)
+        return result

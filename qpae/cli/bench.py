@@ -1,0 +1,58 @@
+"""``qpae-bench``: run the cells of a bench profile (resumable) and write the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from qpae.bench import report
+from qpae.bench.plan import plan
+from qpae.bench.run import BenchRunner
+from qpae.cli.common import CONF_DIR
+
+log = logging.getLogger(__name__)
+
+
+def bench(cfg: DictConfig) -> Path:
+    """Run every cell (skipping finished ones) and write results.csv, report.md and plots."""
+    # resolve everything now: composing the runs' configs replaces Hydra's runtime settings
+    spec = OmegaConf.to_container(cfg.bench, resolve=True)
+    results_dir, profile = Path(cfg.results_dir).resolve(), cfg.bench_name
+    base = [f"paths.root={Path(cfg.paths.root).resolve()}", *cfg.run_overrides]
+    use_wandb = bool(cfg.wandb)
+    runner = BenchRunner(spec, results_dir, base)
+    cells = plan(spec, runner.num_classes())
+    started, results = time.perf_counter(), []
+    for i, cell in enumerate(cells, start=1):
+        log.info("cell %d/%d: %s", i, len(cells), cell.key)
+        results.append(runner.run(cell))
+    rows = report.flatten(results)
+    report.write_csv(rows, results_dir / "results.csv")
+    schedule = (
+        f"Profile `{profile}`; seeds {spec['seeds']}; pretraining epochs "
+        + ", ".join(f"{d}: {s['pretrain_epochs']} ({s['model']})" for d, s in spec["datasets"].items())
+        + f"; unlearning overrides {spec.get('unlearn_overrides', [])} (retrain: the pretraining schedule)."
+        f" This invocation: {time.perf_counter() - started:.0f} s."
+    )
+    table = report.markdown(rows, schedule)
+    (results_dir / "report.md").write_text(table)
+    images = [p for p in (report.plot_frontier(rows, results_dir / "frontier.png"),
+                          report.plot_sweeps(rows, results_dir / "sweeps.png"),
+                          report.plot_sequential(rows, results_dir / "sequential.png")) if p]
+    if use_wandb:
+        report.log_to_wandb(rows, images, table)
+    print(table)
+    return results_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+
+
+if __name__ == "__main__":
+    main()
