@@ -1,0 +1,54 @@
+"""qpae-bench: the plan, a whole (tiny) run with its report, and resuming without recomputing."""
+
+import csv
+
+import pytest
+
+from qpae.bench.plan import Cell, forget_sets, plan
+from qpae.cli.bench import bench
+
+
+def test_forget_sets():
+    assert forget_sets({"forget": [[0], [1, 2]]}, 10) == [((0,),), ((1, 2),)]
+    assert forget_sets({"fraction": 0.1}, 40) == [((0, 10, 20, 30),)]
+    assert forget_sets({"sequential": 3}, 9) == [((0,), (3,), (6,))]
+
+
+def test_plan_expands_methods_variants_and_seeds():
+    spec = {
+        "seeds": [0, 1],
+        "methods": ["qpae", "retrain"],
+        "scenarios": {
+            "single": {"datasets": ["a"], "forget": [[0]]},
+            "ablation": {"datasets": ["a"], "forget": [[0]], "methods": ["qpae"],
+                         "variants": {"full": [], "no_mixing": ["unlearn.mixing=false"]}},
+        },
+    }
+    cells = plan(spec, {"a": 5})
+    assert len(cells) == 2 * 2 + 2 * 2
+    assert len({c.key for c in cells}) == len(cells)
+    assert Cell("s", "a", "qpae", "full", 0, ((0,),)).key == Cell("s", "a", "qpae", "full", 0, ((0,),)).key
+
+
+@pytest.mark.slow
+def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatch):
+    cfg = make_config("bench", "bench=smoke", "wandb=true")
+    out = bench(cfg)
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    # single (2 methods) + sequential (2 methods × 2 requests) + ablation (3 variants)
+    assert len(rows) == 2 + 4 + 3
+    assert {r["method"] for r in rows} == {"qpae", "retrain"}
+    report = (out / "report.md").read_text()
+    assert "| retrain |" in report and "ΔRA vs retrain" in report and "qpae (lambda0.5)" in report
+    for png in ("frontier.png", "sweeps.png", "sequential.png"):
+        assert (out / png).stat().st_size > 5_000
+    assert list((out / "wandb").glob("offline-run-*"))
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr("qpae.bench.run.unlearn_request", no_recompute)
+    monkeypatch.setattr("qpae.bench.run.pretrain", no_recompute)
+    bench(make_config("bench", "bench=smoke", "wandb=false"))
+    assert (out / "report.md").read_text().split("This invocation")[0] == report.split("This invocation")[0]
