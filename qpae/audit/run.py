@@ -1,0 +1,134 @@
+"""The privacy audit of a set of models (original, unlearned ones, retrain, random init).
+
+Every measure is reported beside the retrained model's value, because that — not 0 or 0.5 — is
+what an honest unlearning should match.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from qpae.audit import measures
+from qpae.audit.probe import few_shot_probe
+from qpae.audit.relearn import relearn_curve, steps_to
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    relearn_budget: float = 0.05  # share of forget-train clips the attacker relearns from
+    relearn_draws: int = 3
+    relearn_steps: int = 200
+    relearn_lr: float = 1e-4
+    probe_shots: int = 3
+    probe_draws: int = 5
+    seed: int = 0
+
+
+@dataclass
+class Outputs:
+    logits: Tensor
+    features: Tensor
+    labels: Tensor
+
+
+@torch.no_grad()
+def outputs(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> Outputs:
+    """Logits and penultimate (pre-logit) features in eval mode."""
+    net.eval()
+    feats, logits = [], []
+    for chunk in x.split(batch_size):
+        f = net.forward_head(net.forward_features(chunk), pre_logits=True)
+        feats.append(f)
+        logits.append(net.get_classifier()(f))
+    return Outputs(torch.cat(logits), torch.cat(feats), y)
+
+
+def views(datamodule, forget_classes: Sequence[int]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Forget/retain × train/test tensors of the datamodule (the split the models were trained on)."""
+    out = {}
+    for split in ("train", "test"):
+        out[f"forget_{split}"] = tuple(datamodule.forget_set(forget_classes, split).tensors)
+        out[f"retain_{split}"] = tuple(datamodule.retain_set(forget_classes, split).tensors)
+    return out
+
+
+def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSettings,
+                original_fa: float | None) -> tuple[dict, dict]:
+    """All single-model measures; returns (numbers, raw curves/scores for plots)."""
+    out = {name: outputs(net, *xy) for name, xy in data.items()}
+    ft, fs, rt, rs = out["forget_train"], out["forget_test"], out["retain_train"], out["retain_test"]
+    res: dict = {
+        "FA": 100 * float((fs.logits.argmax(1) == fs.labels).float().mean()),
+        "RA": 100 * float((rs.logits.argmax(1) == rs.labels).float().mean()),
+    }
+    loss_ft = measures.per_sample_loss(ft.logits, ft.labels)
+    loss_fs = measures.per_sample_loss(fs.logits, fs.labels)
+    res["mia_loss_auc"] = measures.loss_auc(loss_ft, loss_fs)
+    attack = measures.ThresholdAttack().fit(
+        measures.ThresholdAttack.features(rt.logits, rt.labels),
+        measures.ThresholdAttack.features(rs.logits, rs.labels),
+    )
+    p_train = attack.member_probability(measures.ThresholdAttack.features(ft.logits, ft.labels))
+    p_test = attack.member_probability(measures.ThresholdAttack.features(fs.logits, fs.labels))
+    res["mia_attack_auc"] = measures.auc(p_train, p_test)
+    res["mia_member_rate_forget_train"] = float((p_train > 0.5).float().mean())
+    res["mia_member_rate_forget_test"] = float((p_test > 0.5).float().mean())
+    res["margin"] = measures.forget_margin(fs.logits, fs.labels)
+    res.update(few_shot_probe(rt.features, rt.labels, ft.features, ft.labels, fs.features, fs.labels,
+                              num_classes, settings.probe_shots, settings.probe_draws, settings.seed))
+    curves = {}
+    for mode in ("whole", "head"):
+        to_half, to_orig, runs = [], [], []
+        for draw in range(settings.relearn_draws):
+            g = torch.Generator().manual_seed(settings.seed * 1000 + draw)
+            n = max(1, round(settings.relearn_budget * len(data["forget_train"][0])))
+            pick = torch.randperm(len(data["forget_train"][0]), generator=g)[:n]
+            relearn = (data["forget_train"][0][pick], data["forget_train"][1][pick])
+            curve = relearn_curve(net, relearn, data["retain_train"], data["forget_test"],
+                                  head_only=mode == "head", lr=settings.relearn_lr,
+                                  max_steps=settings.relearn_steps, seed=settings.seed * 1000 + draw)
+            runs.append(curve)
+            to_half.append(steps_to(curve, 50.0))
+            if original_fa is not None:
+                to_orig.append(steps_to(curve, original_fa))
+        never = settings.relearn_steps + 1  # "not within the budget" counts as one more step
+        res[f"relearn50_{mode}"] = statistics.fmean(never if s is None else s for s in to_half)
+        if to_orig:
+            res[f"relearn_orig_{mode}"] = statistics.fmean(never if s is None else s for s in to_orig)
+        curves[f"relearn_{mode}"] = runs
+    raw = {"loss_forget_train": loss_ft, "loss_forget_test": loss_fs,
+           "loss_retain_test": measures.per_sample_loss(rs.logits, rs.labels),
+           "attack_forget_train": p_train, "attack_forget_test": p_test,
+           "logits_forget_test": fs.logits, "logits_retain_test": rs.logits, **curves}
+    return res, raw
+
+
+def audit(models: dict[str, nn.Module], datamodule, forget_classes: Sequence[int],
+          settings: AuditSettings = AuditSettings(), reference: str = "retrain",
+          original: str = "original") -> tuple[dict[str, dict], dict[str, dict]]:
+    """Audit every model; add distances to ``reference`` (the retrained model)."""
+    data = views(datamodule, forget_classes)
+    results, raws = {}, {}
+    original_fa = None
+    if original in models:
+        results[original], raws[original] = audit_model(models[original], data, datamodule.num_classes,
+                                                          settings, None)
+        original_fa = results[original]["FA"]
+    for name, net in models.items():
+        if name != original:
+            results[name], raws[name] = audit_model(net, data, datamodule.num_classes, settings, original_fa)
+    if reference in raws:
+        ref = raws[reference]
+        for name, raw in raws.items():
+            results[name]["js_forget_test"] = measures.js_divergence(raw["logits_forget_test"],
+                                                                     ref["logits_forget_test"])
+            results[name]["js_retain_test"] = measures.js_divergence(raw["logits_retain_test"],
+                                                                     ref["logits_retain_test"])
+            results[name]["agreement_forget_test"] = measures.label_agreement(
+                raw["logits_forget_test"], ref["logits_forget_test"])
+    return results, raws
