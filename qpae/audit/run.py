@@ -29,6 +29,25 @@ class AuditSettings:
     seed: int = 0
 
 
+def load_net(path) -> nn.Module:
+    """A model file's network, weights loaded (weights-only, through qpae's factory)."""
+    from qpae.checkpoints import build_net, load_model
+
+    state, meta = load_model(path)
+    net = build_net(meta)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def random_init_like(path, seed: int) -> nn.Module:
+    """The floor: a freshly initialised network of the same architecture."""
+    from qpae.checkpoints import build_net, load_model
+
+    _, meta = load_model(path)
+    torch.manual_seed(seed)
+    return build_net(meta).eval()
+
+
 @dataclass
 class Outputs:
     logits: Tensor

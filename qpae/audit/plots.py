@@ -1,0 +1,68 @@
+"""Audit figures: loss histograms, membership-inference ROC curves, relearn curves.
+
+They show distributions and curves of whole sets — never a sample's audio or spectrogram.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchmetrics.functional.classification import binary_roc  # noqa: E402
+
+
+def loss_histograms(raws: dict[str, dict], path: Path) -> Path:
+    """Per-sample loss of forget-train vs forget-test vs retain-test, one panel per model."""
+    fig, axes = plt.subplots(1, len(raws), figsize=(3.2 * len(raws), 3), squeeze=False)
+    for ax, (name, raw) in zip(axes[0], raws.items(), strict=True):
+        for key, label in (("loss_forget_train", "forget-train"), ("loss_forget_test", "forget-test"),
+                           ("loss_retain_test", "retain-test")):
+            ax.hist(raw[key].clamp(max=20).numpy(), bins=30, alpha=0.5, density=True, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("per-sample loss")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def mia_roc(raws: dict[str, dict], path: Path) -> Path:
+    """ROC of the retained-data attack applied to forget-train (members) vs forget-test."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for name, raw in raws.items():
+        scores = torch.cat([raw["attack_forget_train"], raw["attack_forget_test"]])
+        target = torch.cat([torch.ones(len(raw["attack_forget_train"])),
+                            torch.zeros(len(raw["attack_forget_test"]))]).long()
+        fpr, tpr, _ = binary_roc(scores, target)
+        ax.plot(fpr.numpy(), tpr.numpy(), label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Membership inference on the forgotten class")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def relearn_curves(raws: dict[str, dict], path: Path) -> Path:
+    """Forget accuracy vs relearning steps (mean over draws), whole network and head only."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, mode in zip(axes, ("whole", "head"), strict=True):
+        for name, raw in raws.items():
+            curves = torch.tensor(raw[f"relearn_{mode}"])
+            ax.plot(curves.mean(0).numpy(), label=name)
+        ax.set_xlabel("relearning step")
+        ax.set_ylabel("forget accuracy (%)")
+        ax.set_title(f"Relearn time ({mode} network)" if mode == "whole" else "Relearn time (head only)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
