@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from conftest import SYNTHETIC_8
 from qpae.cli.audit import run_audit
 from qpae.cli.unlearn import unlearn
+
+from conftest import SYNTHETIC_8
 
 FAST_AUDIT = ["settings.relearn_draws=1", "settings.relearn_steps=30", "settings.probe_draws=1"]
 
