@@ -182,3 +182,42 @@ def log_to_wandb(rows: list[dict], images: list[Path], table_md: str, project: s
              **{p.stem: wandb.Image(str(p)) for p in images}})
     run.summary["report"] = table_md
     run.finish()
+
+
+AUDIT_COLUMNS = (
+    ("FA", "FA"), ("RA", "RA"), ("mia_loss_auc", "MIA AUC (loss, F-train vs F-test)"),
+    ("mia_attack_auc", "MIA AUC (attack)"), ("mia_member_rate_forget_train", "member rate F-train"),
+    ("mia_member_rate_forget_test", "member rate F-test"), ("relearn50_whole", "relearn steps to 50% (whole)"),
+    ("relearn50_head", "relearn steps to 50% (head)"), ("margin", "logit margin"),
+    ("js_forget_test", "JS to retrain (F-test)"), ("js_retain_test", "JS to retrain (R-test)"),
+    ("agreement_forget_test", "label agreement with retrain (F-test)"), ("probe_acc", "few-shot probe acc"),
+    ("probe_p_forget", "probe p(F)"), ("centroid_acc", "centroid probe acc"),
+)
+
+
+def audit_markdown(audits: list[dict], relearn_steps: int) -> str:
+    """Per dataset and forget set: every audit measure per model, mean ± std over seeds."""
+    lines = ["", "# Privacy audit", "",
+             "Each model beside `retrain` (the target) and a randomly initialised network (the floor). "
+             f"Relearn steps: {relearn_steps + 1} means not relearned within {relearn_steps} steps. "
+             "Probe: linear probe / cosine nearest centroid on frozen penultimate features, trained on "
+             "all retained training clips plus 3 clips of the forgotten speaker, tested on their "
+             "held-out clips.", ""]
+    by_group: dict[tuple, list[dict]] = defaultdict(list)
+    for a in audits:
+        by_group[(a["scenario"], a["dataset"], tuple(a["forget"]))].append(a)
+    for (scenario, dataset, forget), entries in sorted(by_group.items()):
+        models = list(entries[0]["results"])
+        order = ["original", "retrain", *[m for m in models if m not in ("original", "retrain", "random_init")],
+                 "random_init"]
+        lines += [f"## {scenario} — {dataset}, forget {list(forget)} ({len(entries)} seeds)", "",
+                  "| model | " + " | ".join(title for _, title in AUDIT_COLUMNS) + " |",
+                  "|" + "---|" * (len(AUDIT_COLUMNS) + 1)]
+        for m in [m for m in order if m in models]:
+            cells = []
+            for key, _ in AUDIT_COLUMNS:
+                mean, sd = _stats([e["results"][m].get(key, math.nan) for e in entries])
+                cells.append("—" if math.isnan(mean) else (f"{mean:.3g} ± {sd:.2g}"))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

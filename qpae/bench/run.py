@@ -10,6 +10,9 @@ from pathlib import Path
 import hydra
 import lightning as L
 
+from qpae.audit import plots
+from qpae.audit.run import AuditSettings, load_net, random_init_like
+from qpae.audit.run import audit as run_audit
 from qpae.bench.plan import Cell
 from qpae.checkpoints import save_json
 from qpae.cli.common import compose
@@ -93,6 +96,40 @@ class BenchRunner:
             "reports": reports,
             "wall_s": time.perf_counter() - start,
             "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
+            "original": str(source),
+            "model": str(current),
         }
         save_json(done, result)
         return result
+
+    def audit(self, key: tuple, models: dict[str, Path], settings: dict) -> dict:
+        """Audit one group's models beside the original and a random-init floor (cached)."""
+        scenario, dataset, seed, forget = key
+        done = self.results_dir / "audit" / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        original = self.pretrained(dataset, seed)
+        nets = {"original": load_net(original), **{m: load_net(p) for m, p in sorted(models.items())},
+                "random_init": random_init_like(original, seed)}
+        results, raws = run_audit(nets, self.datamodule(dataset), forget,
+                                  AuditSettings(**{**settings, "seed": seed}))
+        figures = done.with_suffix("")
+        figures.mkdir(parents=True, exist_ok=True)
+        plots.loss_histograms(raws, figures / "loss_histograms.png")
+        plots.mia_roc(raws, figures / "mia_roc.png")
+        plots.relearn_curves(raws, figures / "relearn_curves.png")
+        entry = {"scenario": scenario, "dataset": dataset, "seed": seed, "forget": list(forget),
+                 "results": results}
+        save_json(done, entry)
+        return entry
+
+
+def audit_groups(results: list[dict], scenarios: list[str]) -> dict[tuple, dict[str, Path]]:
+    """(scenario, dataset, seed, forget) → {method: unlearned model file} for audited scenarios."""
+    groups: dict[tuple, dict[str, Path]] = {}
+    for res in results:
+        cell = res["cell"]
+        if cell["scenario"] in scenarios and cell["variant"] in ("default", "full") and len(cell["requests"]) == 1:
+            key = (cell["scenario"], cell["dataset"], cell["seed"], tuple(cell["requests"][0]))
+            groups.setdefault(key, {})[cell["method"]] = Path(res["model"])
+    return groups

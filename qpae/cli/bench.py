@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qpae.bench import report
 from qpae.bench.plan import plan
-from qpae.bench.run import BenchRunner
+from qpae.bench.run import BenchRunner, audit_groups
 from qpae.cli.common import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,14 @@ def bench(cfg: DictConfig) -> Path:
         f" This invocation: {time.perf_counter() - started:.0f} s."
     )
     table = report.markdown(rows, schedule)
+    audit_spec = spec.get("audit")
+    if audit_spec:
+        groups = audit_groups(results, audit_spec["scenarios"])
+        audits = []
+        for i, (key, models) in enumerate(sorted(groups.items()), start=1):
+            log.info("audit %d/%d: %s", i, len(groups), key)
+            audits.append(runner.audit(key, models, audit_spec.get("settings", {})))
+        table += report.audit_markdown(audits, audit_spec.get("settings", {}).get("relearn_steps", 200))
     (results_dir / "report.md").write_text(table)
     images = [p for p in (report.plot_frontier(rows, results_dir / "frontier.png"),
                           report.plot_sweeps(rows, results_dir / "sweeps.png"),

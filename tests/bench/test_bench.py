@@ -1,6 +1,7 @@
 """qpae-bench: the plan, a whole (tiny) run with its report, and resuming without recomputing."""
 
 import csv
+import json
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
     assert "| retrain |" in report and "ΔRA vs retrain" in report and "qpae (lambda0.5)" in report
     for png in ("frontier.png", "sweeps.png", "sequential.png"):
         assert (out / png).stat().st_size > 5_000
+    # the audit of the single scenario: every method beside the original and the floor
+    assert "# Privacy audit" in report and "| random_init |" in report
+    [audit_file] = (out / "audit").glob("*.json")
+    assert set(json.loads(audit_file.read_text())["results"]) == {"original", "qpae", "retrain", "random_init"}
     assert list((out / "wandb").glob("offline-run-*"))
 
     def no_recompute(*args, **kwargs):
