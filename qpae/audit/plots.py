@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from torchmetrics.functional.classification import binary_roc
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchmetrics.functional.classification import binary_roc  # noqa: E402
+from qpae.figures import plt, save
 
 
 def loss_histograms(raws: dict[str, dict], path: Path) -> Path:
@@ -25,10 +23,7 @@ def loss_histograms(raws: dict[str, dict], path: Path) -> Path:
         ax.set_title(name)
         ax.set_xlabel("per-sample loss")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def mia_roc(raws: dict[str, dict], path: Path) -> Path:
@@ -45,10 +40,7 @@ def mia_roc(raws: dict[str, dict], path: Path) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title("Membership inference on the forgotten class")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def relearn_curves(raws: dict[str, dict], path: Path) -> Path:
@@ -62,7 +54,4 @@ def relearn_curves(raws: dict[str, dict], path: Path) -> Path:
         ax.set_ylabel("forget accuracy (%)")
         ax.set_title(f"Relearn time ({mode} network)" if mode == "whole" else "Relearn time (head only)")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -8,12 +8,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from qpae.unlearning.runner import METRIC_ORDER  # noqa: E402
+from qpae.figures import plt, save
+from qpae.unlearning.runner import METRIC_ORDER
 
 FIELDS = ("scenario", "dataset", "method", "variant", "seed", "request")
 
@@ -116,10 +112,7 @@ def plot_frontier(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("retain accuracy RA (%)")
     ax.set_title("Privacy–utility frontier (every scenario)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_sweeps(rows: list[dict], path: Path) -> Path | None:
@@ -143,10 +136,7 @@ def plot_sweeps(rows: list[dict], path: Path) -> Path | None:
         ax.set_ylabel("%")
         ax.set_title(f"QPAudioEraser {param} sweep")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_sequential(rows: list[dict], path: Path) -> Path | None:
@@ -163,10 +153,7 @@ def plot_sequential(rows: list[dict], path: Path) -> Path | None:
     ax.set_ylabel("retain accuracy RA (%)")
     ax.set_title("Sequential deletion requests")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def log_to_wandb(rows: list[dict], images: list[Path], table_md: str, project: str = "qpae") -> None:
