@@ -57,3 +57,19 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
     monkeypatch.setattr("qpae.bench.run.pretrain", no_recompute)
     bench(make_config("bench", "bench=smoke", "wandb=false"))
     assert (out / "report.md").read_text().split("This invocation")[0] == report.split("This invocation")[0]
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke", "qpae_figures"])
+def test_every_bench_profile_composes_and_plans(make_config, profile):
+    from omegaconf import OmegaConf
+
+    cfg = make_config("bench", f"bench={profile}", "bench_real_data=/datasets")
+    spec = OmegaConf.to_container(cfg.bench, resolve=True)
+    fake_classes = {name: 40 for name in spec["datasets"]}
+    cells = plan(spec, fake_classes)
+    assert cells and len({c.key for c in cells}) == len(cells)
+    assert {c.dataset for c in cells} <= set(spec["datasets"])
+    # every dataset's overrides compose into a valid unlearning config
+    for name, ds in spec["datasets"].items():
+        for method in {c.method for c in cells if c.dataset == name}:
+            make_config("unlearn", *ds["overrides"], f"model={ds['model']}", f"method={method}")
