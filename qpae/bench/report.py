@@ -102,9 +102,10 @@ def plot_frontier(rows: list[dict], path: Path) -> Path:
     """FA vs RA after unlearning, one marker per method: the privacy–utility frontier."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     by_method: dict[str, list] = defaultdict(list)
-    for (_, _, _, method, variant), sel in groups(rows).items():
-        if variant in ("default", "full"):
-            by_method[method].append((_stats([r["FA"] for r in sel])[0], _stats([r["RA"] for r in sel])[0]))
+    for (scenario, _, _, method, variant), sel in groups(rows).items():
+        if scenario != "ablation":  # the sweeps have a plot of their own
+            name = method if variant in ("default", "full") else f"{method} ({variant})"
+            by_method[name].append((_stats([r["FA"] for r in sel])[0], _stats([r["RA"] for r in sel])[0]))
     for method, points in sorted(by_method.items()):
         fa, ra = zip(*points, strict=True)
         ax.scatter(fa, ra, label=method, s=40, alpha=0.8)
