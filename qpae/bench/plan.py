@@ -18,12 +18,13 @@ class Cell:
     seed: int
     requests: tuple[tuple[int, ...], ...]
     overrides: tuple[str, ...] = field(default=())
+    context: str = ""  # the dataset spec and shared overrides: changing them invalidates the cell
 
     @property
     def key(self) -> str:
         """A stable id: a finished cell with this id is not run again."""
         blob = json.dumps([self.scenario, self.dataset, self.method, self.variant, self.seed,
-                           self.requests, self.overrides])
+                           self.requests, self.overrides, self.context])
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"{self.scenario}-{self.dataset}-{self.method}-{self.variant}-s{self.seed}-{digest}"
 
@@ -45,6 +46,7 @@ def forget_sets(spec: dict, num_classes: int) -> list[tuple[tuple[int, ...], ...
 def plan(bench: dict, num_classes: dict[str, int]) -> list[Cell]:
     """Expand the bench config into cells, in a deterministic order."""
     cells = []
+    shared = bench.get("unlearn_overrides", [])
     for scenario, spec in bench["scenarios"].items():
         methods = spec.get("methods", bench["methods"])
         variants = spec.get("variants", {"default": []})
@@ -52,7 +54,8 @@ def plan(bench: dict, num_classes: dict[str, int]) -> list[Cell]:
             for requests in forget_sets(spec, num_classes[dataset]):
                 for method in methods:
                     for variant, overrides in variants.items():
+                        context = json.dumps([bench.get("datasets", {}).get(dataset), shared], sort_keys=True)
                         for seed in bench["seeds"]:
                             cells.append(Cell(scenario, dataset, method, variant, seed, requests,
-                                              tuple(overrides)))
+                                              tuple(overrides), context))
     return cells

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -51,7 +52,9 @@ class BenchRunner:
 
     def pretrained(self, dataset: str, seed: int) -> Path:
         """The original model of (dataset, seed), trained once; its wall time beside it."""
-        path = self.results_dir / "models" / f"{dataset}-s{seed}.pt"
+        spec = self.bench["datasets"][dataset]
+        tag = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+        path = self.results_dir / "models" / f"{dataset}-{spec['model']}-{tag}-s{seed}.pt"
         timing = path.with_suffix(".json")
         if not timing.exists():
             epochs = self.bench["datasets"][dataset]["pretrain_epochs"]
@@ -70,11 +73,16 @@ class BenchRunner:
         if done.exists():
             return json.loads(done.read_text())
         source = self.pretrained(cell.dataset, cell.seed)
-        overrides = [*self._data_overrides(cell.dataset), f"method={cell.method}", f"seed={cell.seed}",
-                     *self.bench.get("unlearn_overrides", []), *cell.overrides,
-                     f"paths.output_dir={out}"]
-        if cell.method == "retrain":  # the same recipe as pretraining, from scratch
-            overrides.append(f"unlearn.epochs={self.bench['datasets'][cell.dataset]['pretrain_epochs']}")
+        base = [*self._data_overrides(cell.dataset), f"method={cell.method}", f"seed={cell.seed}",
+                f"paths.output_dir={out}"]
+        # shared settings reach only the methods that have them (one-shot SSD has no epochs)
+        method_keys = compose("unlearn", base).unlearn
+        shared = [o for o in self.bench.get("unlearn_overrides", [])
+                  if o.split("=", 1)[0].removeprefix("unlearn.") in method_keys]
+        overrides = [*base, *shared, *cell.overrides]
+        if cell.method == "retrain":  # the same recipe as pretraining, from scratch, all retained data
+            epochs = self.bench["datasets"][cell.dataset]["pretrain_epochs"]
+            overrides += [f"unlearn.epochs={epochs}", "unlearn.retain_fraction=1.0"]
         cfg = compose("unlearn", overrides)
         dm = self.datamodule(cell.dataset)
 
