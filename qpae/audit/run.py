@@ -24,6 +24,7 @@ class AuditSettings:
     relearn_draws: int = 3
     relearn_steps: int = 200
     relearn_lr: float = 1e-4
+    relearn_eval_every: int = 1
     probe_shots: int = 3
     probe_draws: int = 5
     seed: int = 0
@@ -110,7 +111,8 @@ def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSet
             relearn = (data["forget_train"][0][pick], data["forget_train"][1][pick])
             curve = relearn_curve(net, relearn, data["retain_train"], data["forget_test"],
                                   head_only=mode == "head", lr=settings.relearn_lr,
-                                  max_steps=settings.relearn_steps, seed=settings.seed * 1000 + draw)
+                                  max_steps=settings.relearn_steps, seed=settings.seed * 1000 + draw,
+                                  eval_every=settings.relearn_eval_every)
             runs.append(curve)
             to_half.append(steps_to(curve, 50.0))
             if original_fa is not None:

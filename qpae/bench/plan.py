@@ -51,8 +51,9 @@ def plan(bench: dict, num_classes: dict[str, int]) -> list[Cell]:
         methods = spec.get("methods", bench["methods"])
         variants = spec.get("variants", {"default": []})
         for dataset in spec["datasets"]:
+            skip = bench.get("datasets", {}).get(dataset, {}).get("exclude_methods", [])
             for requests in forget_sets(spec, num_classes[dataset]):
-                for method in methods:
+                for method in (m for m in methods if m not in skip):
                     for variant, overrides in variants.items():
                         context = json.dumps([bench.get("datasets", {}).get(dataset), shared], sort_keys=True)
                         for seed in bench["seeds"]:

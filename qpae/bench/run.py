@@ -132,11 +132,14 @@ class BenchRunner:
         return entry
 
 
-def audit_groups(results: list[dict], scenarios: list[str]) -> dict[tuple, dict[str, Path]]:
+def audit_groups(results: list[dict], scenarios: list[str],
+                 seeds: list[int] | None = None) -> dict[tuple, dict[str, Path]]:
     """(scenario, dataset, seed, forget) → {method: unlearned model file} for audited scenarios."""
     groups: dict[tuple, dict[str, Path]] = {}
     for res in results:
         cell = res["cell"]
+        if seeds is not None and cell["seed"] not in seeds:
+            continue
         if cell["scenario"] in scenarios and cell["variant"] in ("default", "full") and len(cell["requests"]) == 1:
             key = (cell["scenario"], cell["dataset"], cell["seed"], tuple(cell["requests"][0]))
             groups.setdefault(key, {})[cell["method"]] = Path(res["model"])

@@ -41,7 +41,7 @@ def bench(cfg: DictConfig) -> Path:
     table = report.markdown(rows, schedule)
     audit_spec = spec.get("audit")
     if audit_spec:
-        groups = audit_groups(results, audit_spec["scenarios"])
+        groups = audit_groups(results, audit_spec["scenarios"], audit_spec.get("seeds"))
         audits = []
         for i, (key, models) in enumerate(sorted(groups.items()), start=1):
             log.info("audit %d/%d: %s", i, len(groups), key)
