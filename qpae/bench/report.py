@@ -24,7 +24,8 @@ def flatten(results: list[dict]) -> list[dict]:
                    "last": k == len(res["reports"]), "wall_s": res["wall_s"],
                    "pretrain_s": res["pretrain_s"], "train_s": rep["timings_s"]["train_s"]}
             for m in METRIC_ORDER:
-                row[f"before_{m}"] = rep["before"].get(m, math.nan)
+                # the model before the cell's first request (for a sequence, the original)
+                row[f"before_{m}"] = res["reports"][0]["before"].get(m, math.nan)
                 row[f"{m}"] = rep["after"].get(m, math.nan)
             rows.append(row)
     return rows
