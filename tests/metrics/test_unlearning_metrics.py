@@ -283,7 +283,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     # Without the sum-reduction across ranks, rank 0 (forget samples only) would report RA = NaN
     # and rank 1 would report FA = 100 * 1/1, so matching `expected` on both proves the sync.
     for rank in range(2):
-        values = torch.load(tmp_path / f"rank{rank}.pt")
+        values = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert values.keys() == expected.keys()
         for key in expected:
             assert values[key] == pytest.approx(expected[key], abs=1e-5), (rank, key)
