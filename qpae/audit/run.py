@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from qpae.audit import measures
 from qpae.audit.probe import few_shot_probe
 from qpae.audit.relearn import relearn_curve, steps_to
+from qpae.checkpoints import build_net, load_model
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,6 @@ class AuditSettings:
 
 def load_net(path) -> nn.Module:
     """A model file's network, weights loaded (weights-only, through qpae's factory)."""
-    from qpae.checkpoints import build_net, load_model
-
     state, meta = load_model(path)
     net = build_net(meta)
     net.load_state_dict(state)
@@ -42,8 +41,6 @@ def load_net(path) -> nn.Module:
 
 def random_init_like(path, seed: int) -> nn.Module:
     """The floor: a freshly initialised network of the same architecture."""
-    from qpae.checkpoints import build_net, load_model
-
     _, meta = load_model(path)
     torch.manual_seed(seed)
     return build_net(meta).eval()

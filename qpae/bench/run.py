@@ -16,7 +16,7 @@ from qpae.audit.run import AuditSettings, load_net, random_init_like
 from qpae.audit.run import audit as run_audit
 from qpae.bench.plan import Cell
 from qpae.checkpoints import save_json
-from qpae.cli.common import compose
+from qpae.cli.common import compose, unlearning_trainer_factory
 from qpae.cli.pretrain import pretrain
 from qpae.unlearning.runner import unlearn_request
 
@@ -86,10 +86,7 @@ class BenchRunner:
         cfg = compose("unlearn", overrides)
         dm = self.datamodule(cell.dataset)
 
-        def make_trainer(**kw) -> L.Trainer:
-            return hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
-                                           num_sanity_val_steps=0, limit_val_batches=0, **kw)
-
+        make_trainer = unlearning_trainer_factory(cfg.trainer, [])
         L.seed_everything(cell.seed, workers=True)
         start, reports, current = time.perf_counter(), [], source
         for k, request in enumerate(cell.requests, start=1):

@@ -46,6 +46,19 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
+    """Trainers for unlearning runs: no validation and no checkpoints, because a Lightning
+    checkpoint would carry optimizer state built from the forget data's gradients."""
+
+    def make_trainer(**overrides):
+        return hydra.utils.instantiate(
+            trainer_cfg, logger=loggers or False, enable_checkpointing=False,
+            num_sanity_val_steps=0, limit_val_batches=0, **overrides,
+        )
+
+    return make_trainer
+
+
 def instantiate_dict(cfg: DictConfig | None) -> list:
     """Instantiate every entry of a config group that maps names to ``_target_`` objects."""
     if not cfg:

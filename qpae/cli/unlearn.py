@@ -10,7 +10,13 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict, log_config
+from qpae.cli.common import (
+    CONF_DIR,
+    finish_loggers,
+    instantiate_dict,
+    log_config,
+    unlearning_trainer_factory,
+)
 from qpae.unlearning.runner import unlearn_request
 
 log = logging.getLogger(__name__)
@@ -26,13 +32,7 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     loggers = instantiate_dict(cfg.get("logger"))
     log_config(loggers, cfg)
 
-    def make_trainer(**overrides) -> L.Trainer:
-        # no checkpoints: a Lightning checkpoint would carry optimizer state built from the
-        # forget data's gradients
-        return hydra.utils.instantiate(
-            cfg.trainer, logger=loggers or False, enable_checkpointing=False,
-            num_sanity_val_steps=0, limit_val_batches=0, **overrides,
-        )
+    make_trainer = unlearning_trainer_factory(cfg.trainer, loggers)
 
     choices = HydraConfig.get().runtime.choices
     how_to_create = f"make pretrain DATASET={choices.dataset} MODEL={choices.model}"
