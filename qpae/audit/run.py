@@ -17,6 +17,7 @@ from qpae.audit import measures
 from qpae.audit.probe import few_shot_probe
 from qpae.audit.relearn import relearn_curve, steps_to
 from qpae.checkpoints import build_net, load_model
+from qpae.models.factory import features_and_logits
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,9 @@ def outputs(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> Outp
     net.eval()
     feats, logits = [], []
     for chunk in x.split(batch_size):
-        f = net.forward_head(net.forward_features(chunk), pre_logits=True)
+        f, z = features_and_logits(net, chunk)
         feats.append(f)
-        logits.append(net.get_classifier()(f))
+        logits.append(z)
     return Outputs(torch.cat(logits), torch.cat(feats), y)
 
 

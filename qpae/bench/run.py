@@ -110,7 +110,11 @@ class BenchRunner:
     def audit(self, key: tuple, models: dict[str, Path], settings: dict) -> dict:
         """Audit one group's models beside the original and a random-init floor (cached)."""
         scenario, dataset, seed, forget = key
-        done = self.results_dir / "audit" / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}.json"
+        # the key names the audited models and settings: adding a method re-runs the group
+        tag = hashlib.sha256(json.dumps({"models": {m: str(p) for m, p in models.items()},
+                                         "settings": settings}, sort_keys=True).encode()).hexdigest()[:8]
+        done = (self.results_dir / "audit"
+                / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}-{tag}.json")
         if done.exists():
             return json.loads(done.read_text())
         original = self.pretrained(dataset, seed)

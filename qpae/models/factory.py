@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import timm
-from torch import nn
+from torch import Tensor, nn
 
 import qpae.models.small_cnn  # noqa: F401  (registers qpae_small_cnn with timm)
 
@@ -52,3 +52,10 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     if not isinstance(head, nn.Linear):
         raise TypeError(f"{type(model).__name__}.get_classifier() is {type(head).__name__}, not nn.Linear")
     return head
+
+
+def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Penultimate (pre-logit) features and logits of one forward pass, through timm's
+    ``forward_features`` / ``forward_head(pre_logits=True)`` / ``get_classifier()``."""
+    features = model.forward_head(model.forward_features(x), pre_logits=True)
+    return features, classifier_head(model)(features)

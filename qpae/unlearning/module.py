@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from qpae.metrics.unlearning import unlearning_metrics
+from qpae.models.factory import features_and_logits
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
 
@@ -57,7 +58,8 @@ class UnlearnModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = self.method.loss(self.net(x), y, self.request)
+        features, logits = features_and_logits(self.net, x)
+        loss = self.method.loss(logits, y, self.request, features)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{self.method.name}: loss is {loss.item()} at epoch {self.current_epoch}, batch "

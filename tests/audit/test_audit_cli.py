@@ -17,7 +17,8 @@ def unlearned_pair(tmp_path_factory, pretrained, feature_cache, synthetic_root):
     from conftest import compose_config
 
     out = {}
-    for method, extra in (("qpae", ["unlearn.epochs=2"]), ("retrain", ["unlearn.epochs=10"])):
+    for method, extra in (("qpae", ["unlearn.epochs=2"]), ("qpae_features", ["unlearn.epochs=2"]),
+                          ("retrain", ["unlearn.epochs=10"])):
         root = tmp_path_factory.mktemp(method)
         cfg = compose_config("unlearn", [f"paths.cache={feature_cache}", f"paths.data={synthetic_root}",
                                          *SYNTHETIC_8, f"input={pretrained}", "forget=[1]",
@@ -48,6 +49,21 @@ def test_audit_reports_every_measure_beside_retrain_and_floor(make_config, pretr
     assert written["forget_classes"] == [1]
     for png in ("loss_histograms.png", "mia_roc.png", "relearn_curves.png"):
         assert (tmp_path / "run" / png).stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_feature_erasure_moves_the_speaker_out_of_reach_of_the_few_shot_probe(
+        make_config, pretrained, unlearned_pair):
+    cfg = make_config("audit", *SYNTHETIC_8[:4], "model=small_cnn", f"original={pretrained}",
+                      f"+unlearned.qpae={unlearned_pair['qpae']}", f"retrain={unlearned_pair['retrain']}",
+                      f"+unlearned.qpae_features={unlearned_pair['qpae_features']}",
+                      "settings.relearn_draws=1", "settings.relearn_steps=1", "settings.probe_draws=5")
+    results = run_audit(cfg)
+    plain, erased = results["qpae"], results["qpae_features"]
+    # phases 1 and 4 leave the backbone's speaker features in place; the option removes them
+    assert erased["FA"] == plain["FA"] == 0.0
+    assert erased["probe_acc"] < plain["probe_acc"] - 0.2
+    assert erased["RA"] > plain["RA"] - 10
 
 
 MEDIA = {".wav", ".flac", ".mp3", ".png", ".jpg", ".jpeg", ".npy", ".pt"}

@@ -84,7 +84,7 @@ def test_split_cross_entropy():
 
 METHODS = {
     "qpae": ["unlearn.epochs=2"],
-    "qpae_deep": ["unlearn.epochs=2"],
+    "qpae_features": ["unlearn.epochs=2"],
     "retrain": ["unlearn.epochs=8"],
     "finetune": ["unlearn.epochs=2"],
     "gradient_ascent": ["unlearn.epochs=2"],
@@ -104,34 +104,11 @@ def test_every_method_runs_through_the_same_interface(make_config, pretrained, t
     # "before" always measures the original model, also for retrain (which starts afresh)
     assert report["before"]["RA"] == pytest.approx(100 * original_meta["test_metrics"]["test/acc"], abs=15)
     state, meta = load_model(tmp_path / "run" / "model.pt")
-    assert meta["unlearned_by"]["name"] == method.removesuffix("_deep")
+    assert meta["unlearned_by"]["name"] == method.removesuffix("_features")
     assert meta["forgotten_classes"] == [2]
-    assert meta["unlearned_by"].get("backbone_dampening", False) == (method == "qpae_deep")
+    assert meta["unlearned_by"].get("feature_erasure", False) == (method == "qpae_features")
     if method == "retrain":
         assert report["after"]["FA"] == 0.0 and report["after"]["RA"] > 50
         original, _ = load_model(pretrained)
         w0, w1 = original["head.weight"].flatten(), state["head.weight"].flatten()
         assert torch.corrcoef(torch.stack([w0, w1]))[0, 1].abs() < 0.5  # not a fine-tuned copy
-
-
-def test_backbone_dampening_touches_only_forget_specific_backbone_parameters():
-    from qpae.unlearning.methods.qpae import dampen_backbone
-
-    torch.manual_seed(0)
-    net = create_model("qpae_small_cnn", num_classes=3)
-    x = torch.randn(12, 1, 32, 32)
-    y = torch.tensor([0, 1, 2] * 4)
-
-    class Data:
-        def all(self, batch_size=None):
-            return iter([(x, y)])
-
-        def forget(self, batch_size=None):
-            return iter([(x[y == 0], y[y == 0])])
-
-    before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    dampen_backbone(net, Data(), alpha=1.0, lambda_=1.0)
-    changed = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
-    assert changed and not any(n.startswith("head.") for n in changed)
-    for n, p in net.named_parameters():  # dampening only shrinks
-        assert (p.abs() <= before[n].abs() + 1e-7).all()

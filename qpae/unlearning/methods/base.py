@@ -69,8 +69,10 @@ class UnlearningMethod:
     def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData) -> None:
         """Edit the model before training (in place)."""
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest) -> Tensor:
-        """The training loss of one batch (methods that train must override it)."""
+    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
+             features: Tensor | None = None) -> Tensor:
+        """The training loss of one batch (methods that train must override it). ``features``
+        are the batch's penultimate (pre-logit) features, for methods that act on them."""
         raise NotImplementedError(f"{self.name} does not train (epochs must be 0)")
 
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from qpae.models.factory import classifier_head
+from qpae.models.factory import classifier_head, features_and_logits
 from qpae.unlearning import phases
+from qpae.unlearning.feature_erasure import class_centroids, feature_erasure_loss
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
-from qpae.unlearning.methods.ssd import dampen, importances
 from qpae.unlearning.request import ForgetRequest
 
 
@@ -26,13 +26,11 @@ class QPAudioEraser(UnlearningMethod):
         weight_transform / uncertainty / mixing: switch phases off for the ablation.
             Without the uncertainty term the loss is cross-entropy to the superposition
             targets (λ = 0).
-        backbone_dampening: qpae's own extension, off by default (not in the paper). Phases 1
-            and 4 touch only the head, so the backbone keeps the speaker's features and a
-            few-shot probe can re-identify them. With this on, fit start first dampens the
-            backbone parameters that matter far more to the forget set than to the whole
-            training set (SSD's rule: I_f > dampening_alpha · I_D, scaled by
-            min(dampening_lambda · I_D / I_f, 1)); the uncertainty training then repairs
-            retained accuracy.
+        feature_erasure: qpae's own extension, off by default (not in the paper). Adds
+            ``feature_weight`` × :func:`~qpae.unlearning.feature_erasure.feature_erasure_loss`
+            to phase 3: forget samples' penultimate features are pulled into the cluster of the
+            retained class the model ranks first for them, as a model retrained without the
+            speaker would place them.
     """
 
     name = "qpae"
@@ -40,20 +38,20 @@ class QPAudioEraser(UnlearningMethod):
 
     def __init__(self, phi: float = math.pi, lambda_: float = 1.0, alpha: float = 0.5,
                  mix_bias: bool = False, weight_transform: bool = True, uncertainty: bool = True,
-                 mixing: bool = True, backbone_dampening: bool = False,
-                 dampening_alpha: float = 10.0, dampening_lambda: float = 1.0, **kwargs) -> None:
+                 mixing: bool = True, feature_erasure: bool = False, feature_weight: float = 10.0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.phi, self.lambda_, self.alpha, self.mix_bias = phi, lambda_, alpha, mix_bias
         self.weight_transform, self.uncertainty, self.mixing = weight_transform, uncertainty, mixing
-        self.backbone_dampening = backbone_dampening
-        self.dampening_alpha, self.dampening_lambda = dampening_alpha, dampening_lambda
+        self.feature_erasure, self.feature_weight = feature_erasure, feature_weight
+        self._centroids: Tensor | None = None
 
     def on_fit_start(self, net: nn.Module, request: ForgetRequest,
                      data: TrainingData | None = None) -> None:
-        if self.backbone_dampening:
+        if self.feature_erasure:
             if data is None:
-                raise ValueError("backbone_dampening needs the training data")
-            dampen_backbone(net, data, self.dampening_alpha, self.dampening_lambda)
+                raise ValueError("feature_erasure needs the training data")
+            self._centroids = retained_centroids(net, data, request.num_classes)
         if self.weight_transform:
             head = classifier_head(net)
             weight, bias = phases.destructive_interference(
@@ -64,9 +62,16 @@ class QPAudioEraser(UnlearningMethod):
                 if bias is not None:
                     head.bias.copy_(bias)
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest) -> Tensor:
+    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
+             features: Tensor | None = None) -> Tensor:
         lam = self.lambda_ if self.uncertainty else 0.0
-        return phases.uncertainty_loss(logits, labels, request.all_forgotten, lam)
+        loss = phases.uncertainty_loss(logits, labels, request.all_forgotten, lam)
+        if self.feature_erasure:
+            if features is None or self._centroids is None:
+                raise ValueError("feature_erasure needs the batch features and on_fit_start's centroids")
+            loss = loss + self.feature_weight * feature_erasure_loss(
+                features, logits, labels, self._centroids, request.all_forgotten)
+        return loss
 
     @torch.no_grad()
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
@@ -84,11 +89,14 @@ class QPAudioEraser(UnlearningMethod):
         head.weight.copy_(weight)
 
 
-def dampen_backbone(net: nn.Module, data: TrainingData, alpha: float, lambda_: float) -> None:
-    """SSD's dampening restricted to the backbone (the head is left to phases 1 and 4)."""
-    head_ids = {id(p) for p in classifier_head(net).parameters()}
-    i_all, i_forget = importances(net, data.all()), importances(net, data.forget())
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            if id(p) not in head_ids and n in i_all:
-                p.copy_(dampen(p, i_all[n], i_forget[n], alpha, lambda_))
+@torch.no_grad()
+def retained_centroids(net: nn.Module, data: TrainingData, num_classes: int) -> Tensor:
+    """Per-class mean penultimate features of the retained training samples, in eval mode."""
+    was_training, device = net.training, next(net.parameters()).device
+    net.eval()
+    feats, labels = [], []
+    for x, y in data.retain():
+        feats.append(features_and_logits(net, x.to(device))[0])
+        labels.append(y.to(device))
+    net.train(was_training)
+    return class_centroids(torch.cat(feats), torch.cat(labels), num_classes)
