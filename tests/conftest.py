@@ -56,8 +56,15 @@ def make_config(tmp_path, feature_cache, synthetic_root):
 
 
 # 8 synthetic speakers × 10 digits × 4 repetitions; the small CNN learns them in a few epochs.
-SYNTHETIC_8 = ["dataset=synthetic_speakers", "dataset.n_speakers=8", "dataset.repetitions=4",
-               "dataset.batch_size=32", "model=small_cnn", "logger=none", "trainer.enable_progress_bar=false"]
+SYNTHETIC_8 = [
+    "dataset=synthetic_speakers",
+    "dataset.n_speakers=8",
+    "dataset.repetitions=4",
+    "dataset.batch_size=32",
+    "model=small_cnn",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +75,12 @@ def pretrained(tmp_path_factory, feature_cache, synthetic_root) -> Path:
     root = tmp_path_factory.mktemp("pretrained")
     cfg = compose_config(
         "pretrain",
-        [f"paths.cache={feature_cache}", f"paths.data={synthetic_root}", *SYNTHETIC_8,
-         "trainer.max_epochs=15"],
+        [
+            f"paths.cache={feature_cache}",
+            f"paths.data={synthetic_root}",
+            *SYNTHETIC_8,
+            "trainer.max_epochs=15",
+        ],
         root,
     )
     metrics = pretrain(cfg)

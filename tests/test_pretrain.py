@@ -59,8 +59,12 @@ def test_fast_dev_run_writes_a_weights_only_model(make_config, model):
 @pytest.mark.slow
 def test_fsdd_speaker_id_reaches_high_accuracy(make_config, shared_data):
     cfg = make_config(
-        "pretrain", "dataset=fsdd", f"paths.data={shared_data}", "model=small_cnn",
-        "trainer.max_epochs=3", "logger=none",
+        "pretrain",
+        "dataset=fsdd",
+        f"paths.data={shared_data}",
+        "model=small_cnn",
+        "trainer.max_epochs=3",
+        "logger=none",
     )
     metrics = pretrain(cfg)
     # measured 0.963 (6 speakers, chance 0.167) with this recipe
@@ -92,13 +96,26 @@ def test_ddp_on_cpu_matches_single_process(make_config, tmp_path, feature_cache,
     """Two gloo processes train; their test accuracy equals one process's on the same weights."""
     data = [SMALL[0], "dataset.n_speakers=5", SMALL[2], "dataset.test_fraction=0.1"]  # 15 test clips
     overrides = [
-        f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path}/run", f"paths.cache={feature_cache}",
-        f"paths.data={synthetic_root}", *data, "model=small_cnn", "logger=none",
-        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2",
+        f"paths.root={tmp_path}",
+        f"hydra.run.dir={tmp_path}/run",
+        f"paths.cache={feature_cache}",
+        f"paths.data={synthetic_root}",
+        *data,
+        "model=small_cnn",
+        "logger=none",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "qpae.cli.pretrain", *overrides], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qpae.cli.pretrain", *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     state, meta = load_model(tmp_path / "checkpoints" / "synthetic_speakers" / "small_cnn" / "pretrained.pt")
     ddp_acc = meta["test_metrics"]["test/acc"]

@@ -17,8 +17,11 @@ def loss_histograms(raws: dict[str, dict], path: Path) -> Path:
     """Per-sample loss of forget-train vs forget-test vs retain-test, one panel per model."""
     fig, axes = plt.subplots(1, len(raws), figsize=(3.2 * len(raws), 3), squeeze=False)
     for ax, (name, raw) in zip(axes[0], raws.items(), strict=True):
-        for key, label in (("loss_forget_train", "forget-train"), ("loss_forget_test", "forget-test"),
-                           ("loss_retain_test", "retain-test")):
+        for key, label in (
+            ("loss_forget_train", "forget-train"),
+            ("loss_forget_test", "forget-test"),
+            ("loss_retain_test", "retain-test"),
+        ):
             ax.hist(raw[key].clamp(max=20).numpy(), bins=30, alpha=0.5, density=True, label=label)
         ax.set_title(name)
         ax.set_xlabel("per-sample loss")
@@ -31,8 +34,9 @@ def mia_roc(raws: dict[str, dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for name, raw in raws.items():
         scores = torch.cat([raw["attack_forget_train"], raw["attack_forget_test"]])
-        target = torch.cat([torch.ones(len(raw["attack_forget_train"])),
-                            torch.zeros(len(raw["attack_forget_test"]))]).long()
+        target = torch.cat(
+            [torch.ones(len(raw["attack_forget_train"])), torch.zeros(len(raw["attack_forget_test"]))]
+        ).long()
         fpr, tpr, _ = binary_roc(scores, target)
         ax.plot(fpr.numpy(), tpr.numpy(), label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)

@@ -21,9 +21,17 @@ def _accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
     return 100.0 * float((net(x).argmax(1) == y).float().mean())
 
 
-def relearn_curve(net: nn.Module, relearn: tuple[Tensor, Tensor], retain: tuple[Tensor, Tensor],
-                  forget_test: tuple[Tensor, Tensor], head_only: bool = False, lr: float = 1e-4,
-                  max_steps: int = 200, seed: int = 0, eval_every: int = 1) -> list[float]:
+def relearn_curve(
+    net: nn.Module,
+    relearn: tuple[Tensor, Tensor],
+    retain: tuple[Tensor, Tensor],
+    forget_test: tuple[Tensor, Tensor],
+    head_only: bool = False,
+    lr: float = 1e-4,
+    max_steps: int = 200,
+    seed: int = 0,
+    eval_every: int = 1,
+) -> list[float]:
     """Fine-tune a copy on the relearn clips (plus as many random retained clips each step, so
     that predicting the forget class everywhere is not a shortcut); return forget-test FA (%)
     before the first step and after each step. Batch norm statistics stay frozen (eval mode).

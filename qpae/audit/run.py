@@ -75,8 +75,9 @@ def views(datamodule, forget_classes: Sequence[int]) -> dict[str, tuple[Tensor, 
     return out
 
 
-def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSettings,
-                original_fa: float | None) -> tuple[dict, dict]:
+def audit_model(
+    net: nn.Module, data: dict, num_classes: int, settings: AuditSettings, original_fa: float | None
+) -> tuple[dict, dict]:
     """All single-model measures; returns (numbers, raw curves/scores for plots)."""
     out = {name: outputs(net, *xy) for name, xy in data.items()}
     ft, fs, rt, rs = out["forget_train"], out["forget_test"], out["retain_train"], out["retain_test"]
@@ -97,8 +98,20 @@ def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSet
     res["mia_member_rate_forget_train"] = float((p_train > 0.5).float().mean())
     res["mia_member_rate_forget_test"] = float((p_test > 0.5).float().mean())
     res["margin"] = measures.forget_margin(fs.logits, fs.labels)
-    res.update(few_shot_probe(rt.features, rt.labels, ft.features, ft.labels, fs.features, fs.labels,
-                              num_classes, settings.probe_shots, settings.probe_draws, settings.seed))
+    res.update(
+        few_shot_probe(
+            rt.features,
+            rt.labels,
+            ft.features,
+            ft.labels,
+            fs.features,
+            fs.labels,
+            num_classes,
+            settings.probe_shots,
+            settings.probe_draws,
+            settings.seed,
+        )
+    )
     curves = {}
     for mode in ("whole", "head"):
         to_half, to_orig, runs = [], [], []
@@ -107,10 +120,17 @@ def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSet
             n = max(1, round(settings.relearn_budget * len(data["forget_train"][0])))
             pick = torch.randperm(len(data["forget_train"][0]), generator=g)[:n]
             relearn = (data["forget_train"][0][pick], data["forget_train"][1][pick])
-            curve = relearn_curve(net, relearn, data["retain_train"], data["forget_test"],
-                                  head_only=mode == "head", lr=settings.relearn_lr,
-                                  max_steps=settings.relearn_steps, seed=settings.seed * 1000 + draw,
-                                  eval_every=settings.relearn_eval_every)
+            curve = relearn_curve(
+                net,
+                relearn,
+                data["retain_train"],
+                data["forget_test"],
+                head_only=mode == "head",
+                lr=settings.relearn_lr,
+                max_steps=settings.relearn_steps,
+                seed=settings.seed * 1000 + draw,
+                eval_every=settings.relearn_eval_every,
+            )
             runs.append(curve)
             to_half.append(steps_to(curve, 50.0))
             if original_fa is not None:
@@ -120,23 +140,35 @@ def audit_model(net: nn.Module, data: dict, num_classes: int, settings: AuditSet
         if to_orig:
             res[f"relearn_orig_{mode}"] = statistics.fmean(never if s is None else s for s in to_orig)
         curves[f"relearn_{mode}"] = runs
-    raw = {"loss_forget_train": loss_ft, "loss_forget_test": loss_fs,
-           "loss_retain_test": measures.per_sample_loss(rs.logits, rs.labels),
-           "attack_forget_train": p_train, "attack_forget_test": p_test,
-           "logits_forget_test": fs.logits, "logits_retain_test": rs.logits, **curves}
+    raw = {
+        "loss_forget_train": loss_ft,
+        "loss_forget_test": loss_fs,
+        "loss_retain_test": measures.per_sample_loss(rs.logits, rs.labels),
+        "attack_forget_train": p_train,
+        "attack_forget_test": p_test,
+        "logits_forget_test": fs.logits,
+        "logits_retain_test": rs.logits,
+        **curves,
+    }
     return res, raw
 
 
-def audit(models: dict[str, nn.Module], datamodule, forget_classes: Sequence[int],
-          settings: AuditSettings = AuditSettings(), reference: str = "retrain",
-          original: str = "original") -> tuple[dict[str, dict], dict[str, dict]]:
+def audit(
+    models: dict[str, nn.Module],
+    datamodule,
+    forget_classes: Sequence[int],
+    settings: AuditSettings = AuditSettings(),
+    reference: str = "retrain",
+    original: str = "original",
+) -> tuple[dict[str, dict], dict[str, dict]]:
     """Audit every model; add distances to ``reference`` (the retrained model)."""
     data = views(datamodule, forget_classes)
     results, raws = {}, {}
     original_fa = None
     if original in models:
-        results[original], raws[original] = audit_model(models[original], data, datamodule.num_classes,
-                                                          settings, None)
+        results[original], raws[original] = audit_model(
+            models[original], data, datamodule.num_classes, settings, None
+        )
         original_fa = results[original]["FA"]
     for name, net in models.items():
         if name != original:
@@ -144,10 +176,13 @@ def audit(models: dict[str, nn.Module], datamodule, forget_classes: Sequence[int
     if reference in raws:
         ref = raws[reference]
         for name, raw in raws.items():
-            results[name]["js_forget_test"] = measures.js_divergence(raw["logits_forget_test"],
-                                                                     ref["logits_forget_test"])
-            results[name]["js_retain_test"] = measures.js_divergence(raw["logits_retain_test"],
-                                                                     ref["logits_retain_test"])
+            results[name]["js_forget_test"] = measures.js_divergence(
+                raw["logits_forget_test"], ref["logits_forget_test"]
+            )
+            results[name]["js_retain_test"] = measures.js_divergence(
+                raw["logits_retain_test"], ref["logits_retain_test"]
+            )
             results[name]["agreement_forget_test"] = measures.label_agreement(
-                raw["logits_forget_test"], ref["logits_forget_test"])
+                raw["logits_forget_test"], ref["logits_forget_test"]
+            )
     return results, raws

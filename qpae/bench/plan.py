@@ -23,8 +23,18 @@ class Cell:
     @property
     def key(self) -> str:
         """A stable id: a finished cell with this id is not run again."""
-        blob = json.dumps([self.scenario, self.dataset, self.method, self.variant, self.seed,
-                           self.requests, self.overrides, self.context])
+        blob = json.dumps(
+            [
+                self.scenario,
+                self.dataset,
+                self.method,
+                self.variant,
+                self.seed,
+                self.requests,
+                self.overrides,
+                self.context,
+            ]
+        )
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"{self.scenario}-{self.dataset}-{self.method}-{self.variant}-s{self.seed}-{digest}"
 
@@ -57,6 +67,16 @@ def plan(bench: dict, num_classes: dict[str, int]) -> list[Cell]:
                     for variant, overrides in variants.items():
                         context = json.dumps([bench.get("datasets", {}).get(dataset), shared], sort_keys=True)
                         for seed in bench["seeds"]:
-                            cells.append(Cell(scenario, dataset, method, variant, seed, requests,
-                                              tuple(overrides), context))
+                            cells.append(
+                                Cell(
+                                    scenario,
+                                    dataset,
+                                    method,
+                                    variant,
+                                    seed,
+                                    requests,
+                                    tuple(overrides),
+                                    context,
+                                )
+                            )
     return cells

@@ -19,10 +19,15 @@ def flatten(results: list[dict]) -> list[dict]:
     rows = []
     for res in results:
         for k, rep in enumerate(res["reports"], start=1):
-            row = {**{f: res["cell"][f] for f in FIELDS[:-1]}, "request": k,
-                   "forget": " → ".join(",".join(map(str, r)) for r in res["cell"]["requests"]),
-                   "last": k == len(res["reports"]), "wall_s": res["wall_s"],
-                   "pretrain_s": res["pretrain_s"], "train_s": rep["timings_s"]["train_s"]}
+            row = {
+                **{f: res["cell"][f] for f in FIELDS[:-1]},
+                "request": k,
+                "forget": " → ".join(",".join(map(str, r)) for r in res["cell"]["requests"]),
+                "last": k == len(res["reports"]),
+                "wall_s": res["wall_s"],
+                "pretrain_s": res["pretrain_s"],
+                "train_s": rep["timings_s"]["train_s"],
+            }
             for m in METRIC_ORDER:
                 # the model before the cell's first request (for a sequence, the original)
                 row[f"before_{m}"] = res["reports"][0]["before"].get(m, math.nan)
@@ -73,18 +78,31 @@ def markdown(rows: list[dict], schedule: str) -> str:
     by_table: dict[tuple, list] = defaultdict(list)
     for (scenario, dataset, forget, method, variant), sel in groups(rows).items():
         by_table[(scenario, dataset, forget)].append((method, variant, sel))
-    lines = ["# Benchmark report", "", schedule, "",
-             "Metrics on the test split after unlearning, mean ± std over seeds (percent). "
-             "ΔRA/ΔFA: difference to `retrain` on the same dataset and forget set "
-             "(0 is best: retrain is the gold standard).", ""]
+    lines = [
+        "# Benchmark report",
+        "",
+        schedule,
+        "",
+        "Metrics on the test split after unlearning, mean ± std over seeds (percent). "
+        "ΔRA/ΔFA: difference to `retrain` on the same dataset and forget set "
+        "(0 is best: retrain is the gold standard).",
+        "",
+    ]
     head = ["method", *METRIC_ORDER, "wall s", "% of pretraining", "ΔRA vs retrain", "ΔFA vs retrain"]
     for (scenario, dataset, forget), entries in sorted(by_table.items()):
         seeds = len(entries[0][2])
-        lines += [f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         original = entries[0][2]
-        lines.append("| original | " + " | ".join(_cell([r[f"before_{m}"] for r in original])
-                                                   for m in METRIC_ORDER) + " | | | | |")
+        lines.append(
+            "| original | "
+            + " | ".join(_cell([r[f"before_{m}"] for r in original]) for m in METRIC_ORDER)
+            + " | | | | |"
+        )
         order = lambda e: (e[0] != "retrain", e[0], e[1] not in ("default", "full"), e[1])  # noqa: E731
         for method, variant, sel in sorted(entries, key=order):
             name = method if variant in ("default", "full") else f"{method} ({variant})"
@@ -93,8 +111,10 @@ def markdown(rows: list[dict], schedule: str) -> str:
             gap = [f"{ra - ra_ref:+.1f}", f"{fa - fa_ref:+.1f}"] if not math.isnan(ra_ref) else ["—", "—"]
             cells = [_cell([r[m] for r in sel]) for m in METRIC_ORDER]
             share = _cell([100 * r["wall_s"] / r["pretrain_s"] for r in sel])
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in sel])} | "
-                         f"{share} | " + " | ".join(gap) + " |")
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in sel])} | "
+                f"{share} | " + " | ".join(gap) + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -149,8 +169,12 @@ def plot_sequential(rows: list[dict], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in sorted({r["method"] for r in seq}):
         ks = sorted({r["request"] for r in seq if r["method"] == method})
-        ax.plot(ks, [_stats([r["RA"] for r in seq if r["method"] == method and r["request"] == k])[0]
-                     for k in ks], "o-", label=method)
+        ax.plot(
+            ks,
+            [_stats([r["RA"] for r in seq if r["method"] == method and r["request"] == k])[0] for k in ks],
+            "o-",
+            label=method,
+        )
     ax.set_xlabel("request")
     ax.set_ylabel("retain accuracy RA (%)")
     ax.set_title("Sequential deletion requests")
@@ -164,44 +188,72 @@ def log_to_wandb(rows: list[dict], images: list[Path], table_md: str, project: s
 
     from qpae.cli.common import wandb_offline
 
-    run = wandb.init(project=project, job_type="bench", mode="offline" if wandb_offline() else "online",
-                     dir=str(images[0].parent) if images else None)
+    run = wandb.init(
+        project=project,
+        job_type="bench",
+        mode="offline" if wandb_offline() else "online",
+        dir=str(images[0].parent) if images else None,
+    )
     columns = list(rows[0])
-    run.log({"runs": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
-             **{p.stem: wandb.Image(str(p)) for p in images}})
+    run.log(
+        {
+            "runs": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
+            **{p.stem: wandb.Image(str(p)) for p in images},
+        }
+    )
     run.summary["report"] = table_md
     run.finish()
 
 
 AUDIT_COLUMNS = (
-    ("FA", "FA"), ("RA", "RA"), ("mia_loss_auc", "MIA AUC (loss, F-train vs F-test)"),
-    ("mia_attack_auc", "MIA AUC (attack)"), ("mia_member_rate_forget_train", "member rate F-train"),
-    ("mia_member_rate_forget_test", "member rate F-test"), ("relearn50_whole", "relearn steps to 50% (whole)"),
-    ("relearn50_head", "relearn steps to 50% (head)"), ("margin", "logit margin"),
-    ("js_forget_test", "JS to retrain (F-test)"), ("js_retain_test", "JS to retrain (R-test)"),
-    ("agreement_forget_test", "label agreement with retrain (F-test)"), ("probe_acc", "few-shot probe acc"),
-    ("probe_p_forget", "probe p(F)"), ("centroid_acc", "centroid probe acc"),
+    ("FA", "FA"),
+    ("RA", "RA"),
+    ("mia_loss_auc", "MIA AUC (loss, F-train vs F-test)"),
+    ("mia_attack_auc", "MIA AUC (attack)"),
+    ("mia_member_rate_forget_train", "member rate F-train"),
+    ("mia_member_rate_forget_test", "member rate F-test"),
+    ("relearn50_whole", "relearn steps to 50% (whole)"),
+    ("relearn50_head", "relearn steps to 50% (head)"),
+    ("margin", "logit margin"),
+    ("js_forget_test", "JS to retrain (F-test)"),
+    ("js_retain_test", "JS to retrain (R-test)"),
+    ("agreement_forget_test", "label agreement with retrain (F-test)"),
+    ("probe_acc", "few-shot probe acc"),
+    ("probe_p_forget", "probe p(F)"),
+    ("centroid_acc", "centroid probe acc"),
 )
 
 
 def audit_markdown(audits: list[dict], relearn_steps: int) -> str:
     """Per dataset and forget set: every audit measure per model, mean ± std over seeds."""
-    lines = ["", "# Privacy audit", "",
-             "Each model beside `retrain` (the target) and a randomly initialised network (the floor). "
-             f"Relearn steps: {relearn_steps + 1} means not relearned within {relearn_steps} steps. "
-             "Probe: linear probe / cosine nearest centroid on frozen penultimate features, trained on "
-             "all retained training clips plus 3 clips of the forgotten speaker, tested on their "
-             "held-out clips.", ""]
+    lines = [
+        "",
+        "# Privacy audit",
+        "",
+        "Each model beside `retrain` (the target) and a randomly initialised network (the floor). "
+        f"Relearn steps: {relearn_steps + 1} means not relearned within {relearn_steps} steps. "
+        "Probe: linear probe / cosine nearest centroid on frozen penultimate features, trained on "
+        "all retained training clips plus 3 clips of the forgotten speaker, tested on their "
+        "held-out clips.",
+        "",
+    ]
     by_group: dict[tuple, list[dict]] = defaultdict(list)
     for a in audits:
         by_group[(a["scenario"], a["dataset"], tuple(a["forget"]))].append(a)
     for (scenario, dataset, forget), entries in sorted(by_group.items()):
         models = list(entries[0]["results"])
-        order = ["original", "retrain", *[m for m in models if m not in ("original", "retrain", "random_init")],
-                 "random_init"]
-        lines += [f"## {scenario} — {dataset}, forget {list(forget)} ({len(entries)} seeds)", "",
-                  "| model | " + " | ".join(title for _, title in AUDIT_COLUMNS) + " |",
-                  "|" + "---|" * (len(AUDIT_COLUMNS) + 1)]
+        order = [
+            "original",
+            "retrain",
+            *[m for m in models if m not in ("original", "retrain", "random_init")],
+            "random_init",
+        ]
+        lines += [
+            f"## {scenario} — {dataset}, forget {list(forget)} ({len(entries)} seeds)",
+            "",
+            "| model | " + " | ".join(title for _, title in AUDIT_COLUMNS) + " |",
+            "|" + "---|" * (len(AUDIT_COLUMNS) + 1),
+        ]
         for m in [m for m in order if m in models]:
             cells = []
             for key, _ in AUDIT_COLUMNS:

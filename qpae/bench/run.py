@@ -39,8 +39,9 @@ class BenchRunner:
     def datamodule(self, dataset: str):
         """One set-up datamodule per dataset, shared by its cells (features decoded once)."""
         if dataset not in self._datamodules:
-            cfg = compose("unlearn", [*self._data_overrides(dataset),
-                                      f"paths.output_dir={self.results_dir}/tmp"])
+            cfg = compose(
+                "unlearn", [*self._data_overrides(dataset), f"paths.output_dir={self.results_dir}/tmp"]
+            )
             dm = hydra.utils.instantiate(cfg.dataset)
             dm.prepare_data()
             dm.setup()
@@ -58,9 +59,16 @@ class BenchRunner:
         timing = path.with_suffix(".json")
         if not timing.exists():
             epochs = self.bench["datasets"][dataset]["pretrain_epochs"]
-            cfg = compose("pretrain", [*self._data_overrides(dataset), f"seed={seed}",
-                                       f"trainer.max_epochs={epochs}", f"output={path}",
-                                       f"paths.output_dir={self.results_dir}/pretrain/{dataset}-s{seed}"])
+            cfg = compose(
+                "pretrain",
+                [
+                    *self._data_overrides(dataset),
+                    f"seed={seed}",
+                    f"trainer.max_epochs={epochs}",
+                    f"output={path}",
+                    f"paths.output_dir={self.results_dir}/pretrain/{dataset}-s{seed}",
+                ],
+            )
             start = time.perf_counter()
             metrics = pretrain(cfg)
             save_json(timing, {"pretrain_s": time.perf_counter() - start, "test": metrics})
@@ -73,12 +81,19 @@ class BenchRunner:
         if done.exists():
             return json.loads(done.read_text())
         source = self.pretrained(cell.dataset, cell.seed)
-        base = [*self._data_overrides(cell.dataset), f"method={cell.method}", f"seed={cell.seed}",
-                f"paths.output_dir={out}"]
+        base = [
+            *self._data_overrides(cell.dataset),
+            f"method={cell.method}",
+            f"seed={cell.seed}",
+            f"paths.output_dir={out}",
+        ]
         # shared settings reach only the methods that have them (one-shot SSD has no epochs)
         method_keys = compose("unlearn", base).unlearn
-        shared = [o for o in self.bench.get("unlearn_overrides", [])
-                  if o.split("=", 1)[0].removeprefix("unlearn.") in method_keys]
+        shared = [
+            o
+            for o in self.bench.get("unlearn_overrides", [])
+            if o.split("=", 1)[0].removeprefix("unlearn.") in method_keys
+        ]
         overrides = [*base, *shared, *cell.overrides]
         if cell.method == "retrain":  # the same recipe as pretraining, from scratch, all retained data
             epochs = self.bench["datasets"][cell.dataset]["pretrain_epochs"]
@@ -95,9 +110,15 @@ class BenchRunner:
             reports.append(unlearn_request(current, list(request), dm, method, make_trainer, step_dir))
             current = step_dir / "model.pt"
         result = {
-            "cell": {"scenario": cell.scenario, "dataset": cell.dataset, "method": cell.method,
-                     "variant": cell.variant, "seed": cell.seed,
-                     "requests": [list(r) for r in cell.requests], "overrides": list(cell.overrides)},
+            "cell": {
+                "scenario": cell.scenario,
+                "dataset": cell.dataset,
+                "method": cell.method,
+                "variant": cell.variant,
+                "seed": cell.seed,
+                "requests": [list(r) for r in cell.requests],
+                "overrides": list(cell.overrides),
+            },
             "reports": reports,
             "wall_s": time.perf_counter() - start,
             "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
@@ -111,37 +132,57 @@ class BenchRunner:
         """Audit one group's models beside the original and a random-init floor (cached)."""
         scenario, dataset, seed, forget = key
         # the key names the audited models and settings: adding a method re-runs the group
-        tag = hashlib.sha256(json.dumps({"models": {m: str(p) for m, p in models.items()},
-                                         "settings": settings}, sort_keys=True).encode()).hexdigest()[:8]
-        done = (self.results_dir / "audit"
-                / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}-{tag}.json")
+        tag = hashlib.sha256(
+            json.dumps(
+                {"models": {m: str(p) for m, p in models.items()}, "settings": settings}, sort_keys=True
+            ).encode()
+        ).hexdigest()[:8]
+        done = (
+            self.results_dir
+            / "audit"
+            / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}-{tag}.json"
+        )
         if done.exists():
             return json.loads(done.read_text())
         original = self.pretrained(dataset, seed)
-        nets = {"original": load_net(original), **{m: load_net(p) for m, p in sorted(models.items())},
-                "random_init": random_init_like(original, seed)}
-        results, raws = run_audit(nets, self.datamodule(dataset), forget,
-                                  AuditSettings(**{**settings, "seed": seed}))
+        nets = {
+            "original": load_net(original),
+            **{m: load_net(p) for m, p in sorted(models.items())},
+            "random_init": random_init_like(original, seed),
+        }
+        results, raws = run_audit(
+            nets, self.datamodule(dataset), forget, AuditSettings(**{**settings, "seed": seed})
+        )
         figures = done.with_suffix("")
         figures.mkdir(parents=True, exist_ok=True)
         plots.loss_histograms(raws, figures / "loss_histograms.png")
         plots.mia_roc(raws, figures / "mia_roc.png")
         plots.relearn_curves(raws, figures / "relearn_curves.png")
-        entry = {"scenario": scenario, "dataset": dataset, "seed": seed, "forget": list(forget),
-                 "results": results}
+        entry = {
+            "scenario": scenario,
+            "dataset": dataset,
+            "seed": seed,
+            "forget": list(forget),
+            "results": results,
+        }
         save_json(done, entry)
         return entry
 
 
-def audit_groups(results: list[dict], scenarios: list[str],
-                 seeds: list[int] | None = None) -> dict[tuple, dict[str, Path]]:
+def audit_groups(
+    results: list[dict], scenarios: list[str], seeds: list[int] | None = None
+) -> dict[tuple, dict[str, Path]]:
     """(scenario, dataset, seed, forget) → {method: unlearned model file} for audited scenarios."""
     groups: dict[tuple, dict[str, Path]] = {}
     for res in results:
         cell = res["cell"]
         if seeds is not None and cell["seed"] not in seeds:
             continue
-        if cell["scenario"] in scenarios and cell["variant"] in ("default", "full") and len(cell["requests"]) == 1:
+        if (
+            cell["scenario"] in scenarios
+            and cell["variant"] in ("default", "full")
+            and len(cell["requests"]) == 1
+        ):
             key = (cell["scenario"], cell["dataset"], cell["seed"], tuple(cell["requests"][0]))
             groups.setdefault(key, {})[cell["method"]] = Path(res["model"])
     return groups

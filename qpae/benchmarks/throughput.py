@@ -70,17 +70,29 @@ def lightning_loop(model: str, dm, steps: int, warmup: int) -> float:
     net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
     module = ClassifierModule(net, dm.num_classes, optimizer=partial(torch.optim.AdamW, lr=1e-3))
     timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
     return timer.samples / (timer.end - timer.start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("paths_data", nargs="?", default="paths.data=data",
-                        help="paths.data=<dir holding fsdd/> (the Makefile's DATA_DIR)")
+    parser.add_argument(
+        "paths_data",
+        nargs="?",
+        default="paths.data=data",
+        help="paths.data=<dir holding fsdd/> (the Makefile's DATA_DIR)",
+    )
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=5)
@@ -93,8 +105,11 @@ def main() -> None:
         plain = plain_loop(args.model, dm, args.steps, args.warmup)
         light = lightning_loop(args.model, dm, args.steps, args.warmup)
     report["training"] = {
-        "model": args.model, "batch_size": dm.batch_size, "threads": torch.get_num_threads(),
-        "plain_samples_per_s": round(plain, 1), "lightning_samples_per_s": round(light, 1),
+        "model": args.model,
+        "batch_size": dm.batch_size,
+        "threads": torch.get_num_threads(),
+        "plain_samples_per_s": round(plain, 1),
+        "lightning_samples_per_s": round(light, 1),
         "lightning_vs_plain": round(light / plain, 3),
     }
     print(json.dumps(report, indent=2))

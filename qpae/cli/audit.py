@@ -26,18 +26,31 @@ def run_audit(cfg: DictConfig) -> dict:
     paths = {"original": cfg.original, **dict(cfg.unlearned)}
     if cfg.retrain:
         paths["retrain"] = cfg.retrain
-    forget = list(cfg.forget) if cfg.forget else sorted(
-        {c for name, p in paths.items() if name != "original" for c in load_model(p)[1].get("forgotten_classes", [])}
+    forget = (
+        list(cfg.forget)
+        if cfg.forget
+        else sorted(
+            {
+                c
+                for name, p in paths.items()
+                if name != "original"
+                for c in load_model(p)[1].get("forgotten_classes", [])
+            }
+        )
     )
     if not forget:
         raise ValueError("no forget classes: set forget=[...] or pass unlearned models that record them")
     models = {name: load_net(p) for name, p in paths.items()}
     if cfg.random_init:
         models["random_init"] = random_init_like(cfg.original, cfg.seed)
-    results, raws = audit(models, datamodule, forget, AuditSettings(**OmegaConf.to_container(cfg.settings, resolve=True)))
+    results, raws = audit(
+        models, datamodule, forget, AuditSettings(**OmegaConf.to_container(cfg.settings, resolve=True))
+    )
     out = Path(cfg.output_dir)
-    save_json(out / "audit.json", {"forget_classes": forget, "models": {k: str(v) for k, v in paths.items()},
-                                   "results": results})
+    save_json(
+        out / "audit.json",
+        {"forget_classes": forget, "models": {k: str(v) for k, v in paths.items()}, "results": results},
+    )
     plots.loss_histograms(raws, out / "loss_histograms.png")
     plots.mia_roc(raws, out / "mia_roc.png")
     plots.relearn_curves(raws, out / "relearn_curves.png")

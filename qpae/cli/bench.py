@@ -48,9 +48,15 @@ def bench(cfg: DictConfig) -> Path:
             audits.append(runner.audit(key, models, audit_spec.get("settings", {})))
         table += report.audit_markdown(audits, audit_spec.get("settings", {}).get("relearn_steps", 200))
     (results_dir / "report.md").write_text(table)
-    images = [p for p in (report.plot_frontier(rows, results_dir / "frontier.png"),
-                          report.plot_sweeps(rows, results_dir / "sweeps.png"),
-                          report.plot_sequential(rows, results_dir / "sequential.png")) if p]
+    images = [
+        p
+        for p in (
+            report.plot_frontier(rows, results_dir / "frontier.png"),
+            report.plot_sweeps(rows, results_dir / "sweeps.png"),
+            report.plot_sequential(rows, results_dir / "sequential.png"),
+        )
+        if p
+    ]
     if use_wandb:
         report.log_to_wandb(rows, images, table)
     print(table)

@@ -52,8 +52,12 @@ def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
 
     def make_trainer(**overrides):
         return hydra.utils.instantiate(
-            trainer_cfg, logger=loggers or False, enable_checkpointing=False,
-            num_sanity_val_steps=0, limit_val_batches=0, **overrides,
+            trainer_cfg,
+            logger=loggers or False,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            **overrides,
         )
 
     return make_trainer

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 def build_model(cfg: DictConfig, datamodule) -> torch.nn.Module:
     """The network of ``cfg.model`` sized for the datamodule's classes and feature images."""
     channels, *image = datamodule.input_shape
-    return hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes,
-                                   in_chans=channels, img_size=tuple(image))
+    return hydra.utils.instantiate(
+        cfg.model, num_classes=datamodule.num_classes, in_chans=channels, img_size=tuple(image)
+    )
 
 
 def pretrain(cfg: DictConfig) -> dict:

@@ -40,9 +40,7 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     for k, forget in enumerate(requests, start=1):
         method = hydra.utils.instantiate(cfg.unlearn)
         out = out_root if len(requests) == 1 else out_root / f"request-{k:02d}"
-        reports.append(
-            unlearn_request(current, forget, datamodule, method, make_trainer, out, how_to_create)
-        )
+        reports.append(unlearn_request(current, forget, datamodule, method, make_trainer, out, how_to_create))
         current = out / "model.pt"
     finish_loggers(loggers)
     return reports

@@ -8,8 +8,19 @@ from qpae.data.base import AudioDataModule, Recording
 
 # The paper kept the 13 accents with more than two samples.
 PAPER_ACCENTS = (
-    "arabic", "dutch", "english", "french", "german", "italian", "korean",
-    "mandarin", "polish", "portuguese", "russian", "spanish", "turkish",
+    "arabic",
+    "dutch",
+    "english",
+    "french",
+    "german",
+    "italian",
+    "korean",
+    "mandarin",
+    "polish",
+    "portuguese",
+    "russian",
+    "spanish",
+    "turkish",
 )
 
 

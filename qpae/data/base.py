@@ -181,7 +181,9 @@ class AudioDataModule(L.LightningDataModule):
         self._ready = True
         log.info(
             "%s: %d classes, %d recordings, windows train/val/test = %d/%d/%d",
-            self.name, self.num_classes, len(keep_rec),
+            self.name,
+            self.num_classes,
+            len(keep_rec),
             *(len(self.indices[s]) for s in SPLITS),
         )
 
@@ -194,8 +196,9 @@ class AudioDataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.inputs.shape[1:])
 
-    def dataset(self, split: str = "train", classes: Sequence[int] | None = None,
-                exclude: Sequence[int] | None = None) -> TensorDataset:
+    def dataset(
+        self, split: str = "train", classes: Sequence[int] | None = None, exclude: Sequence[int] | None = None
+    ) -> TensorDataset:
         """Windows of one split, optionally only of ``classes`` or without ``exclude``."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
@@ -238,8 +241,9 @@ class AudioDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 
-    def unlearning_loader(self, forgotten: Sequence[int], train_on: str = "forget+retain",
-                          retain_fraction: float = 1.0) -> DataLoader:
+    def unlearning_loader(
+        self, forgotten: Sequence[int], train_on: str = "forget+retain", retain_fraction: float = 1.0
+    ) -> DataLoader:
         """Training-split batches for unlearning: the forgotten classes' samples and/or the
         retained ones (``train_on``), never a test or validation sample."""
         if train_on not in ("forget+retain", "forget", "retain"):
@@ -249,8 +253,13 @@ class AudioDataModule(L.LightningDataModule):
         forget = torch.nonzero(is_forget).flatten() if train_on != "retain" else torch.empty(0)
         retain = torch.nonzero(~is_forget).flatten() if train_on != "forget" else torch.empty(0)
         sampler = ForgetRetainSampler(forget, retain, retain_fraction, seed=self.seed)
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            data,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.dataset("train"), train=True)
@@ -288,14 +297,21 @@ class AudioDataModule(L.LightningDataModule):
         if self.classes is not None:
             unknown = [c for c in self.classes if c not in counts]
             if unknown:
-                raise ValueError(f"{self.name}: classes {unknown} have no recordings; found: {sorted(counts)}")
+                raise ValueError(
+                    f"{self.name}: classes {unknown} have no recordings; found: {sorted(counts)}"
+                )
             names = list(self.classes)
         else:
             names = sorted(counts)
         dropped = [c for c in names if counts[c] < self.min_per_class]
         if dropped:
-            log.warning("%s: dropping %d classes with < %d recordings: %s",
-                        self.name, len(dropped), self.min_per_class, dropped[:10])
+            log.warning(
+                "%s: dropping %d classes with < %d recordings: %s",
+                self.name,
+                len(dropped),
+                self.min_per_class,
+                dropped[:10],
+            )
         names = [c for c in names if counts[c] >= self.min_per_class]
         if self.max_classes is not None:
             # the N classes with most recordings (ties broken by name), as the paper did

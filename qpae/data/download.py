@@ -17,7 +17,9 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not in ``data_dir`` (and could not be downloaded)."""
 
 
-def missing_dataset(name: str, data_dir: Path, layout: str, config_key: str, extra: str = "") -> DatasetNotFoundError:
+def missing_dataset(
+    name: str, data_dir: Path, layout: str, config_key: str, extra: str = ""
+) -> DatasetNotFoundError:
     """An error that says exactly where to put what."""
     return DatasetNotFoundError(
         f"{name} not found in {data_dir}.\n"

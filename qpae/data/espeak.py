@@ -314,9 +314,7 @@ def _validate(req: SynthRequest) -> SynthRequest:
             f" (optionally followed by '+<variant>')"
         )
     if sep and variant not in variants:
-        raise ValueError(
-            f"unknown espeak-ng variant {variant!r}; valid variants: {', '.join(variants)}"
-        )
+        raise ValueError(f"unknown espeak-ng variant {variant!r}; valid variants: {', '.join(variants)}")
     voice = by_lower[base.lower()] + (f"+{variant}" if sep else "")
     return SynthRequest(req.text, voice, int(req.pitch), int(req.rate), int(req.pitch_range))
 

@@ -15,8 +15,9 @@ class ForgetRetainSampler(Sampler[int]):
     whole dataset's. Seeded by ``seed`` and the epoch (Lightning calls :meth:`set_epoch`).
     """
 
-    def __init__(self, forget: torch.Tensor, retain: torch.Tensor, retain_fraction: float = 1.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, forget: torch.Tensor, retain: torch.Tensor, retain_fraction: float = 1.0, seed: int = 0
+    ) -> None:
         if not 0.0 < retain_fraction <= 1.0:
             raise ValueError(f"retain_fraction must be in (0, 1], got {retain_fraction}")
         self.forget, self.retain = forget.long(), retain.long()

@@ -29,7 +29,4 @@ class LibriSpeechDataModule(AudioDataModule):
             root = self.data_dir / self.subset
         if not root.is_dir():
             raise self.not_found()
-        return [
-            Recording(path, path.parts[-3], path.parts[-3])
-            for path in sorted(root.glob("*/*/*.flac"))
-        ]
+        return [Recording(path, path.parts[-3], path.parts[-3]) for path in sorted(root.glob("*/*/*.flac"))]

@@ -32,7 +32,9 @@ class ManifestDataModule(AudioDataModule):
             reader = csv.DictReader(fh)
             missing = {"path", "label"} - set(reader.fieldnames or [])
             if missing:
-                raise ValueError(f"{self.manifest}: missing columns {sorted(missing)} (need path,label[,speaker])")
+                raise ValueError(
+                    f"{self.manifest}: missing columns {sorted(missing)} (need path,label[,speaker])"
+                )
             rows = list(reader)
         recs = []
         for line, row in enumerate(rows, start=2):

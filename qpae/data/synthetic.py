@@ -18,8 +18,9 @@ class SyntheticSpeakersDataModule(ManifestDataModule):
 
     name = "synthetic_speakers"
 
-    def __init__(self, data_dir: str | Path, n_speakers: int = 12, repetitions: int = 5,
-                 corpus_seed: int = 0, **kwargs) -> None:
+    def __init__(
+        self, data_dir: str | Path, n_speakers: int = 12, repetitions: int = 5, corpus_seed: int = 0, **kwargs
+    ) -> None:
         self.corpus_args = {"n_speakers": n_speakers, "repetitions": repetitions, "seed": corpus_seed}
         root = Path(data_dir).expanduser() / f"speakers-{n_speakers}x{repetitions}-s{corpus_seed}"
         super().__init__(root / "manifest.csv", data_dir=root, **kwargs)
@@ -34,9 +35,15 @@ class SyntheticAccentsDataModule(ManifestDataModule):
 
     name = "synthetic_accents"
 
-    def __init__(self, data_dir: str | Path, accents: Sequence[str] | None = None,
-                 speakers_per_accent: int = 4, corpus_seed: int = 0, window: bool = True,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        accents: Sequence[str] | None = None,
+        speakers_per_accent: int = 4,
+        corpus_seed: int = 0,
+        window: bool = True,
+        **kwargs,
+    ) -> None:
         self.corpus_args = {"speakers_per_accent": speakers_per_accent, "seed": corpus_seed}
         if accents:
             self.corpus_args["accents"] = tuple(accents)

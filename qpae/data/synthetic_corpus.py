@@ -62,9 +62,7 @@ SPEAKER_DIALECTS = ("en-US", "en")
 SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5")
 SPEAKER_PITCHES = (30, 50, 70)
 SPEAKER_RATES = (150, 190)
-MAX_SPEAKERS = (
-    len(SPEAKER_DIALECTS) * len(SPEAKER_VARIANTS) * len(SPEAKER_PITCHES) * len(SPEAKER_RATES)
-)
+MAX_SPEAKERS = len(SPEAKER_DIALECTS) * len(SPEAKER_VARIANTS) * len(SPEAKER_PITCHES) * len(SPEAKER_RATES)
 # Per-repetition jitter: small enough that a speaker stays recognisable.
 PITCH_JITTER = 4  # +- espeak pitch units (0-100 scale)
 RATE_JITTER = 0.05  # +- fraction of the rate
@@ -272,9 +270,7 @@ def _finish(
 def _speaker_table(n_speakers: int, seed: int) -> list[dict[str, Any]]:
     """The first ``n_speakers`` speakers of the seeded, diversity-ordered speaker grid."""
     if not 1 <= n_speakers <= MAX_SPEAKERS:
-        raise ValueError(
-            f"n_speakers must be in [1, {MAX_SPEAKERS}] (MAX_SPEAKERS), got {n_speakers}"
-        )
+        raise ValueError(f"n_speakers must be in [1, {MAX_SPEAKERS}] (MAX_SPEAKERS), got {n_speakers}")
     cells = [
         (d, v, p, r)
         for d in SPEAKER_DIALECTS
@@ -290,9 +286,7 @@ def _speaker_table(n_speakers: int, seed: int) -> list[dict[str, Any]]:
     ]
 
 
-def build_speaker_corpus(
-    root: Path, n_speakers: int = 12, repetitions: int = 5, seed: int = 0
-) -> Path:
+def build_speaker_corpus(root: Path, n_speakers: int = 12, repetitions: int = 5, seed: int = 0) -> Path:
     """Build (or reuse) the spoken-digit speaker corpus and return its ``manifest.csv`` path.
 
     Each of ``n_speakers`` synthetic speakers (an English dialect + voice variant + pitch + rate,
@@ -332,9 +326,7 @@ def build_speaker_corpus(
         for digit, word in enumerate(DIGIT_WORDS):
             for rep in range(repetitions):
                 rng = np.random.default_rng([seed, k, digit, rep])
-                pitch = int(
-                    np.clip(spk["pitch"] + rng.integers(-PITCH_JITTER, PITCH_JITTER + 1), 0, 100)
-                )
+                pitch = int(np.clip(spk["pitch"] + rng.integers(-PITCH_JITTER, PITCH_JITTER + 1), 0, 100))
                 rate = int(round(spk["rate"] * (1 + rng.uniform(-RATE_JITTER, RATE_JITTER))))
                 prange = 50 + int(rng.integers(-RANGE_JITTER, RANGE_JITTER + 1))
                 requests.append(espeak.SynthRequest(word, spk["voice"], pitch, rate, prange))
@@ -401,8 +393,7 @@ def build_accent_corpus(
         raise ValueError(f"accents must be a non-empty list without repeats, got {accents}")
     if not 1 <= speakers_per_accent <= MAX_SPEAKERS_PER_ACCENT:
         raise ValueError(
-            f"speakers_per_accent must be in [1, {MAX_SPEAKERS_PER_ACCENT}], "
-            f"got {speakers_per_accent}"
+            f"speakers_per_accent must be in [1, {MAX_SPEAKERS_PER_ACCENT}], got {speakers_per_accent}"
         )
     config = {"accents": accents, "speakers_per_accent": speakers_per_accent, "seed": seed}
     table = {a: _accent_speakers(a, speakers_per_accent, seed) for a in accents}

@@ -65,9 +65,7 @@ class _ForgetSetMetric(Metric):
     plot_lower_bound = 0.0
     plot_upper_bound = 100.0
 
-    def __init__(
-        self, forget_classes: Sequence[int], validate_args: bool = True, **kwargs: Any
-    ) -> None:
+    def __init__(self, forget_classes: Sequence[int], validate_args: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(forget_classes, Tensor):
             forget_classes = forget_classes.flatten().tolist()
@@ -92,8 +90,7 @@ class _ForgetSetMetric(Metric):
         num_classes = preds.shape[1]
         if num_classes <= self.forget_classes[-1]:
             raise ValueError(
-                f"preds has K={num_classes} classes but forget class {self.forget_classes[-1]}"
-                " needs K > that"
+                f"preds has K={num_classes} classes but forget class {self.forget_classes[-1]} needs K > that"
             )
         if target.dim() != 1 or target.shape[0] != preds.shape[0]:
             raise ValueError(
@@ -105,9 +102,7 @@ class _ForgetSetMetric(Metric):
         if self.validate_args and target.numel():
             low, high = int(target.min()), int(target.max())
             if low < 0 or high >= num_classes:
-                raise ValueError(
-                    f"target labels must lie in [0, {num_classes}), got [{low}, {high}]"
-                )
+                raise ValueError(f"target labels must lie in [0, {num_classes}), got [{low}, {high}]")
         forget = torch.tensor(self.forget_classes, device=target.device)
         return preds.argmax(dim=1), torch.isin(target, forget)
 
@@ -268,9 +263,7 @@ class PrivacyErasureRate(_ForgetSetMetric):
     forget_correct: Tensor
     forget_total: Tensor
 
-    def __init__(
-        self, forget_classes: Sequence[int], fa_before: float | Tensor, **kwargs: Any
-    ) -> None:
+    def __init__(self, forget_classes: Sequence[int], fa_before: float | Tensor, **kwargs: Any) -> None:
         super().__init__(forget_classes, **kwargs)
         fa_before = float(fa_before)
         if not (math.isfinite(fa_before) and 0.0 <= fa_before <= 100.0):

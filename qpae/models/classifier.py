@@ -23,10 +23,14 @@ class ClassifierModule(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
     """
 
-    def __init__(self, net: nn.Module, num_classes: int,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         # optimizer factories are Hydra partials: kept out of the checkpoint so it loads weights-only
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -52,8 +56,15 @@ class ClassifierModule(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         acc(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split != "test",
-                 sync_dist=True, batch_size=len(y))
+        self.log(
+            f"{split}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=split != "test",
+            sync_dist=True,
+            batch_size=len(y),
+        )
         self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -12,9 +12,14 @@ import qpae.models.small_cnn  # noqa: F401  (registers qpae_small_cnn with timm)
 SUPPORTED = ("resnet18", "vit_tiny_patch16_224", "qpae_small_cnn")
 
 
-def create_model(name: str, num_classes: int, in_chans: int = 1,
-                 img_size: tuple[int, int] | None = None, pretrained: bool = False,
-                 **kwargs) -> nn.Module:
+def create_model(
+    name: str,
+    num_classes: int,
+    in_chans: int = 1,
+    img_size: tuple[int, int] | None = None,
+    pretrained: bool = False,
+    **kwargs,
+) -> nn.Module:
     """Build ``name`` for ``in_chans``-channel spectrograms and ``num_classes`` outputs.
 
     Any timm model name works; ``SUPPORTED`` are the ones qpae tests. ViTs get ``img_size``
@@ -31,8 +36,9 @@ def create_model(name: str, num_classes: int, in_chans: int = 1,
         padded = tuple(-(-int(s) // 16) * 16 for s in img_size)
         kwargs = {"img_size": padded, "dynamic_img_size": True, "dynamic_img_pad": True, **kwargs}
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
-                                  in_chans=in_chans, **kwargs)
+        model = timm.create_model(
+            name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
+        )
     except OSError as err:  # huggingface_hub's "not in the local cache" errors are OSErrors
         if pretrained:
             offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""

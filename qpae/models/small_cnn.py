@@ -26,8 +26,9 @@ class SmallCNN(nn.Module):
     ``forward_head``) so that unlearning code finds the head without guessing.
     """
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 32,
-                 drop_rate: float = 0.2, **_: object) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_chans: int = 1, width: int = 32, drop_rate: float = 0.2, **_: object
+    ) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(

@@ -38,8 +38,9 @@ def erasure_targets(logits: Tensor, centroids: Tensor, forgotten: Sequence[int])
     return centroids[nearest]
 
 
-def feature_erasure_loss(features: Tensor, logits: Tensor, labels: Tensor, centroids: Tensor,
-                         forgotten: Sequence[int]) -> Tensor:
+def feature_erasure_loss(
+    features: Tensor, logits: Tensor, labels: Tensor, centroids: Tensor, forgotten: Sequence[int]
+) -> Tensor:
     """Mean over the batch's forget samples of ‖z − c‖² / ‖c‖² (0 if the batch has none).
 
     ``z`` is a forget sample's feature vector and ``c`` its target centroid

@@ -29,8 +29,13 @@ class UnlearnModule(L.LightningModule):
     ``trainer.test`` before ``fit`` measures the original model.
     """
 
-    def __init__(self, net: nn.Module, method: UnlearningMethod, request: ForgetRequest,
-                 data: TrainingData | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        method: UnlearningMethod,
+        request: ForgetRequest,
+        data: TrainingData | None = None,
+    ) -> None:
         super().__init__()
         self.net, self.method, self.request, self.data = net, method, request, data
         self.timings: dict[str, float] = {}

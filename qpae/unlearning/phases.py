@@ -112,18 +112,14 @@ def destructive_interference(
     return new_weight, bias * b_scale
 
 
-def superposition_targets(
-    labels: Tensor, forget_classes: Sequence[int], num_classes: int
-) -> Tensor:
+def superposition_targets(labels: Tensor, forget_classes: Sequence[int], num_classes: int) -> Tensor:
     """Phase 2, superposition targets ``T`` of shape ``[N, K]``.
 
     ``T[i] = onehot(y_i)`` if ``y_i`` is retained, ``T[i] = (1/K, ..., 1/K)`` if ``y_i`` is in ``F``.
     The dtype is the default float dtype; the device is that of ``labels``.
     """
     if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(
-            f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}")
     forget = _forget_list(forget_classes, num_classes)
     low, high = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
     if low < 0 or high >= num_classes:

@@ -16,8 +16,16 @@ import qpae
 from qpae.unlearning.request import ForgetRequest
 
 
-def erasure_receipt(request: ForgetRequest, class_names: list[str], data: dict, method: dict,
-                    input_sha256: str, output_sha256: str, before: dict, after: dict) -> dict:
+def erasure_receipt(
+    request: ForgetRequest,
+    class_names: list[str],
+    data: dict,
+    method: dict,
+    input_sha256: str,
+    output_sha256: str,
+    before: dict,
+    after: dict,
+) -> dict:
     """A JSON-ready receipt for one request."""
     return {
         "receipt_version": 1,
@@ -33,7 +41,9 @@ def erasure_receipt(request: ForgetRequest, class_names: list[str], data: dict, 
         "weights": {"input_sha256": input_sha256, "output_sha256": output_sha256},
         "metrics": {"before": before, "after": after},
         "versions": {
-            "qpae": qpae.__version__, "torch": torch.__version__, "lightning": lightning.__version__,
+            "qpae": qpae.__version__,
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
             "python": platform.python_version(),
         },
     }

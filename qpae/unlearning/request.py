@@ -37,8 +37,9 @@ class ForgetRequest:
         return tuple(sorted(set(self.forget_classes) | set(self.previously_forgotten)))
 
     @classmethod
-    def resolve(cls, forget: Sequence[int | str], class_names: Sequence[str],
-                previously_forgotten: Sequence[int] = ()) -> ForgetRequest:
+    def resolve(
+        cls, forget: Sequence[int | str], class_names: Sequence[str], previously_forgotten: Sequence[int] = ()
+    ) -> ForgetRequest:
         """Build a request from class indices or class names (e.g. a speaker's name)."""
         names = list(class_names)
         indices = []

@@ -79,9 +79,11 @@ def unlearn_request(
     after = module.last_evaluation
 
     report = {
-        "request": {"forget_classes": list(request.forget_classes),
-                    "forget_class_names": [datamodule.class_names[c] for c in request.forget_classes],
-                    "previously_forgotten": list(request.previously_forgotten)},
+        "request": {
+            "forget_classes": list(request.forget_classes),
+            "forget_class_names": [datamodule.class_names[c] for c in request.forget_classes],
+            "previously_forgotten": list(request.previously_forgotten),
+        },
         "method": method.config(),
         "before": before,
         "after": after,
@@ -89,14 +91,21 @@ def unlearn_request(
         "original_test_metrics": meta.get("test_metrics", {}),
     }
     if trainer.is_global_zero:
-        out_meta = {**meta, "forgotten_classes": list(request.all_forgotten),
-                    "unlearned_by": method.config()}
+        out_meta = {**meta, "forgotten_classes": list(request.all_forgotten), "unlearned_by": method.config()}
         output_dir.mkdir(parents=True, exist_ok=True)
         # order matters: a receipt exists only beside the model and metrics it describes
         out_sha = save_model(output_dir / "model.pt", module.net, out_meta)
         save_json(output_dir / "metrics.json", report)
-        receipt = erasure_receipt(request, datamodule.class_names, meta["data"], method.config(),
-                                  sha256_file(input_path), out_sha, before, after)
+        receipt = erasure_receipt(
+            request,
+            datamodule.class_names,
+            meta["data"],
+            method.config(),
+            sha256_file(input_path),
+            out_sha,
+            before,
+            after,
+        )
         save_json(output_dir / "receipt.json", receipt)
         log.info("\n%s", format_table(before, after, request, datamodule.class_names))
     return report

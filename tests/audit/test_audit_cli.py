@@ -17,27 +17,62 @@ def unlearned_pair(tmp_path_factory, pretrained, feature_cache, synthetic_root):
     from conftest import compose_config
 
     out = {}
-    for method, extra in (("qpae", ["unlearn.epochs=2"]), ("qpae_features", ["unlearn.epochs=2"]),
-                          ("retrain", ["unlearn.epochs=10"])):
+    for method, extra in (
+        ("qpae", ["unlearn.epochs=2"]),
+        ("qpae_features", ["unlearn.epochs=2"]),
+        ("retrain", ["unlearn.epochs=10"]),
+    ):
         root = tmp_path_factory.mktemp(method)
-        cfg = compose_config("unlearn", [f"paths.cache={feature_cache}", f"paths.data={synthetic_root}",
-                                         *SYNTHETIC_8, f"input={pretrained}", "forget=[1]",
-                                         f"method={method}", *extra], root)
+        cfg = compose_config(
+            "unlearn",
+            [
+                f"paths.cache={feature_cache}",
+                f"paths.data={synthetic_root}",
+                *SYNTHETIC_8,
+                f"input={pretrained}",
+                "forget=[1]",
+                f"method={method}",
+                *extra,
+            ],
+            root,
+        )
         unlearn(cfg)
         out[method] = root / "run" / "model.pt"
     return out
 
 
 @pytest.mark.slow
-def test_audit_reports_every_measure_beside_retrain_and_floor(make_config, pretrained, unlearned_pair, tmp_path):
-    cfg = make_config("audit", *SYNTHETIC_8[:4], "model=small_cnn", f"original={pretrained}",
-                      f"+unlearned.qpae={unlearned_pair['qpae']}", f"retrain={unlearned_pair['retrain']}",
-                      *FAST_AUDIT)
+def test_audit_reports_every_measure_beside_retrain_and_floor(
+    make_config, pretrained, unlearned_pair, tmp_path
+):
+    cfg = make_config(
+        "audit",
+        *SYNTHETIC_8[:4],
+        "model=small_cnn",
+        f"original={pretrained}",
+        f"+unlearned.qpae={unlearned_pair['qpae']}",
+        f"retrain={unlearned_pair['retrain']}",
+        *FAST_AUDIT,
+    )
     results = run_audit(cfg)
     assert set(results) == {"original", "qpae", "retrain", "random_init"}
-    keys = {"FA", "RA", "mia_loss_auc", "mia_attack_auc", "mia_member_rate_forget_train",
-            "mia_member_rate_forget_test", "margin", "probe_acc", "probe_p_forget", "centroid_acc",
-            "relearn50_whole", "relearn50_head", "js_forget_test", "js_retain_test", "agreement_forget_test"}
+    keys = {
+        "FA",
+        "RA",
+        "mia_loss_auc",
+        "mia_attack_auc",
+        "mia_member_rate_forget_train",
+        "mia_member_rate_forget_test",
+        "margin",
+        "probe_acc",
+        "probe_p_forget",
+        "centroid_acc",
+        "relearn50_whole",
+        "relearn50_head",
+        "js_forget_test",
+        "js_retain_test",
+        "agreement_forget_test",
+    }
     for name, res in results.items():
         assert keys <= set(res), (name, keys - set(res))
     assert results["retrain"]["js_forget_test"] == pytest.approx(0.0, abs=1e-9)
@@ -53,11 +88,20 @@ def test_audit_reports_every_measure_beside_retrain_and_floor(make_config, pretr
 
 @pytest.mark.slow
 def test_feature_erasure_moves_the_speaker_out_of_reach_of_the_few_shot_probe(
-        make_config, pretrained, unlearned_pair):
-    cfg = make_config("audit", *SYNTHETIC_8[:4], "model=small_cnn", f"original={pretrained}",
-                      f"+unlearned.qpae={unlearned_pair['qpae']}", f"retrain={unlearned_pair['retrain']}",
-                      f"+unlearned.qpae_features={unlearned_pair['qpae_features']}",
-                      "settings.relearn_draws=1", "settings.relearn_steps=1", "settings.probe_draws=5")
+    make_config, pretrained, unlearned_pair
+):
+    cfg = make_config(
+        "audit",
+        *SYNTHETIC_8[:4],
+        "model=small_cnn",
+        f"original={pretrained}",
+        f"+unlearned.qpae={unlearned_pair['qpae']}",
+        f"retrain={unlearned_pair['retrain']}",
+        f"+unlearned.qpae_features={unlearned_pair['qpae_features']}",
+        "settings.relearn_draws=1",
+        "settings.relearn_steps=1",
+        "settings.probe_draws=5",
+    )
     results = run_audit(cfg)
     plain, erased = results["qpae"], results["qpae_features"]
     # phases 1 and 4 leave the backbone's speaker features in place; the option removes them
@@ -70,8 +114,14 @@ MEDIA = {".wav", ".flac", ".mp3", ".png", ".jpg", ".jpeg", ".npy", ".pt"}
 
 
 def test_no_forget_data_is_written_or_uploaded(make_config, pretrained, tmp_path):
-    cfg = make_config("unlearn", *[o for o in SYNTHETIC_8 if o != "logger=none"], "logger=wandb",
-                      f"input={pretrained}", "forget=[0]", "unlearn.epochs=1")
+    cfg = make_config(
+        "unlearn",
+        *[o for o in SYNTHETIC_8 if o != "logger=none"],
+        "logger=wandb",
+        f"input={pretrained}",
+        "forget=[0]",
+        "unlearn.epochs=1",
+    )
     unlearn(cfg)
     run = tmp_path / "run"
     wandb_files = [p for p in (run / "wandb").rglob("*") if p.is_file()]
@@ -93,4 +143,12 @@ def test_no_forget_data_is_written_or_uploaded(make_config, pretrained, tmp_path
         blob = json.loads((run / name).read_text())
         assert longest_list(blob) <= 8  # class lists at most: nothing per sample
     receipt = json.loads((run / "receipt.json").read_text())
-    assert set(receipt) == {"receipt_version", "time_utc", "request", "method", "weights", "metrics", "versions"}
+    assert set(receipt) == {
+        "receipt_version",
+        "time_utc",
+        "request",
+        "method",
+        "weights",
+        "metrics",
+        "versions",
+    }

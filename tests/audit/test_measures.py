@@ -39,8 +39,9 @@ def test_js_divergence_bounds():
 def test_attack_learns_the_loss_gap_and_applies_it():
     torch.manual_seed(0)
     # members: confident correct logits; non-members: flat logits
-    members = measures.ThresholdAttack.features(torch.randn(200, 4) + torch.tensor([6.0, 0, 0, 0]),
-                                                torch.zeros(200, dtype=torch.long))
+    members = measures.ThresholdAttack.features(
+        torch.randn(200, 4) + torch.tensor([6.0, 0, 0, 0]), torch.zeros(200, dtype=torch.long)
+    )
     nonmembers = measures.ThresholdAttack.features(torch.randn(60, 4), torch.zeros(60, dtype=torch.long))
     attack = measures.ThresholdAttack().fit(members, nonmembers)
     p_in, p_out = attack.member_probability(members), attack.member_probability(nonmembers)
@@ -56,8 +57,17 @@ def test_nearest_centroid_and_probe_separate_clusters():
     sims = nearest_centroid_logits(x, y, centers, 3)
     assert sims.argmax(1).tolist() == [0, 1, 2]
     retain = y != 2
-    res = few_shot_probe(x[retain], y[retain], x[~retain][:10], y[~retain][:10], x[~retain][10:],
-                         y[~retain][10:], num_classes=3, k=3, draws=2)
+    res = few_shot_probe(
+        x[retain],
+        y[retain],
+        x[~retain][:10],
+        y[~retain][:10],
+        x[~retain][10:],
+        y[~retain][10:],
+        num_classes=3,
+        k=3,
+        draws=2,
+    )
     assert res["probe_acc"] == 1.0 and res["centroid_acc"] == 1.0 and res["probe_p_forget"] > 0.8
 
 

@@ -21,8 +21,12 @@ def test_plan_expands_methods_variants_and_seeds():
         "methods": ["qpae", "retrain"],
         "scenarios": {
             "single": {"datasets": ["a"], "forget": [[0]]},
-            "ablation": {"datasets": ["a"], "forget": [[0]], "methods": ["qpae"],
-                         "variants": {"full": [], "no_mixing": ["unlearn.mixing=false"]}},
+            "ablation": {
+                "datasets": ["a"],
+                "forget": [[0]],
+                "methods": ["qpae"],
+                "variants": {"full": [], "no_mixing": ["unlearn.mixing=false"]},
+            },
         },
     }
     cells = plan(spec, {"a": 5})
@@ -47,7 +51,12 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
     # the audit of the single scenario: every method beside the original and the floor
     assert "# Privacy audit" in report and "| random_init |" in report
     [audit_file] = (out / "audit").glob("*.json")
-    assert set(json.loads(audit_file.read_text())["results"]) == {"original", "qpae", "retrain", "random_init"}
+    assert set(json.loads(audit_file.read_text())["results"]) == {
+        "original",
+        "qpae",
+        "retrain",
+        "random_init",
+    }
     assert list((out / "wandb").glob("offline-run-*"))
 
     def no_recompute(*args, **kwargs):

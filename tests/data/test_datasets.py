@@ -115,7 +115,12 @@ def test_accent_archive_from_mp3_fixture(tmp_path, feature_cache):
     for lang, f0 in (("french", 110), ("german", 160), ("korean", 220)):
         for i in range(1, 4):
             name = f"{lang}{i}"
-            sf.write(tmp_path / "recordings" / f"{name}.mp3", voice(2.5, 22_050, f0 + 7 * i, i), 22_050, format="MP3")
+            sf.write(
+                tmp_path / "recordings" / f"{name}.mp3",
+                voice(2.5, 22_050, f0 + 7 * i, i),
+                22_050,
+                format="MP3",
+            )
             rows.append({"filename": name, "native_language": lang.upper(), "file_missing?": "FALSE"})
     rows.append({"filename": "dutch1", "native_language": "dutch", "file_missing?": "TRUE"})
     with open(tmp_path / "speakers_all.csv", "w", newline="") as fh:
@@ -198,7 +203,9 @@ def test_missing_or_empty_data_dir_says_where_to_put_what(tmp_path):
 def test_failed_download_says_where_to_put_what(tmp_path, monkeypatch):
     # a closed local port answers at once: the offline path, without touching the network
     monkeypatch.setattr(SpeechCommandsDataModule, "download_url", "http://127.0.0.1:9/sc.tar.gz")
-    with pytest.raises(DatasetNotFoundError, match="Download from http://127.0.0.1:9/sc.tar.gz failed") as err:
+    with pytest.raises(
+        DatasetNotFoundError, match="Download from http://127.0.0.1:9/sc.tar.gz failed"
+    ) as err:
         SpeechCommandsDataModule(tmp_path / "sc", download=True).setup()
     assert "<word>/<speakerhash>_nohash_<n>.wav" in str(err.value)
 

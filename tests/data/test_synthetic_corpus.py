@@ -129,9 +129,7 @@ N_SPK, N_REP = 3, 2
 def speaker_corpora(tmp_path_factory):
     """The same small speaker corpus built twice, into two directories."""
     roots = [tmp_path_factory.mktemp(f"spk{i}") for i in range(2)]
-    manifests = [
-        build_speaker_corpus(r, n_speakers=N_SPK, repetitions=N_REP, seed=7) for r in roots
-    ]
+    manifests = [build_speaker_corpus(r, n_speakers=N_SPK, repetitions=N_REP, seed=7) for r in roots]
     return roots, manifests
 
 
@@ -216,9 +214,7 @@ N_PER_ACCENT = 2
 @pytest.fixture(scope="module")
 def accent_corpora(tmp_path_factory):
     roots = [tmp_path_factory.mktemp(f"acc{i}") for i in range(2)]
-    manifests = [
-        build_accent_corpus(r, accents=ACCENTS, speakers_per_accent=N_PER_ACCENT) for r in roots
-    ]
+    manifests = [build_accent_corpus(r, accents=ACCENTS, speakers_per_accent=N_PER_ACCENT) for r in roots]
     return roots, manifests
 
 
@@ -239,9 +235,7 @@ def test_accent_corpus_is_deterministic_and_idempotent(accent_corpora):
     (root_a, root_b), (manifest, _) = accent_corpora
     assert _digests(root_a) == _digests(root_b)
     before = _mtimes(root_a)
-    assert (
-        build_accent_corpus(root_a, accents=ACCENTS, speakers_per_accent=N_PER_ACCENT) == manifest
-    )
+    assert build_accent_corpus(root_a, accents=ACCENTS, speakers_per_accent=N_PER_ACCENT) == manifest
     assert _mtimes(root_a) == before
 
 

@@ -256,9 +256,7 @@ DDP_SPLITS = ((0, 2), (2, 6))  # uneven halves: rank 0 gets 2 samples, rank 1 ge
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         collection = unlearning_metrics([1, 3], fa_before=80.0)
         start, stop = DDP_SPLITS[rank]

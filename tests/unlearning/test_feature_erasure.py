@@ -17,8 +17,12 @@ def test_class_centroids_average_each_class_and_mark_absent_ones():
 
 def test_targets_are_the_top_ranked_retained_class_never_a_forgotten_or_absent_one():
     centroids = torch.tensor([[1.0, 0.0], [0.0, 1.0], [float("nan")] * 2, [2.0, 2.0]])
-    logits = torch.tensor([[9.0, 1.0, 8.0, 0.0],   # forgotten 0 first, absent 2 next → 1
-                           [9.0, 0.0, 1.0, 3.0]])  # → 3
+    logits = torch.tensor(
+        [
+            [9.0, 1.0, 8.0, 0.0],  # forgotten 0 first, absent 2 next → 1
+            [9.0, 0.0, 1.0, 3.0],
+        ]
+    )  # → 3
     t = erasure_targets(logits, centroids, forgotten=[0])
     assert t.tolist() == [[0.0, 1.0], [2.0, 2.0]]
     with pytest.raises(ValueError, match="at least one retained class"):

@@ -45,8 +45,9 @@ def test_fisher_diagonal_matches_the_per_sample_loop_of_the_authors_code():
         out = net(x[i : i + 1])
         prob = F.softmax(out, dim=1)[0].detach()
         for k in range(3):
-            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([k])), list(net.parameters()),
-                                        retain_graph=True)
+            grads = torch.autograd.grad(
+                F.cross_entropy(out, torch.tensor([k])), list(net.parameters()), retain_graph=True
+            )
             for (n, _), g in zip(net.named_parameters(), grads, strict=True):
                 expected[n] += prob[k] * g**2 / 5
     got = fisher_diagonal(net, [(x[:3], y[:3]), (x[3:], y[3:])], num_classes=3)
@@ -97,8 +98,9 @@ METHODS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_runs_through_the_same_interface(make_config, pretrained, tmp_path, method):
-    cfg = make_config("unlearn", *SYNTHETIC_8, f"input={pretrained}", "forget=[2]",
-                      f"method={method}", *METHODS[method])
+    cfg = make_config(
+        "unlearn", *SYNTHETIC_8, f"input={pretrained}", "forget=[2]", f"method={method}", *METHODS[method]
+    )
     [report] = unlearn(cfg)
     _, original_meta = load_model(pretrained)
     # "before" always measures the original model, also for retrain (which starts afresh)

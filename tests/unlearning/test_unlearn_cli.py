@@ -59,15 +59,22 @@ def test_sequential_requests_keep_earlier_classes_forgotten(make_config, pretrai
     _, meta = load_model(tmp_path / "run" / "request-03" / "model.pt")
     assert meta["forgotten_classes"] == [0, 3, 5]
     # chaining by hand from an unlearned model: forgetting class 3 again is refused
-    again = make_config("unlearn", *SYNTHETIC_8, f"input={tmp_path}/run/request-03/model.pt",
-                        "forget=[3]", "output_dir=" + str(tmp_path / "again"))
+    again = make_config(
+        "unlearn",
+        *SYNTHETIC_8,
+        f"input={tmp_path}/run/request-03/model.pt",
+        "forget=[3]",
+        "output_dir=" + str(tmp_path / "again"),
+    )
     with pytest.raises(ValueError, match="already forgotten"):
         unlearn(again)
 
 
 def test_nan_loss_stops_and_writes_nothing(make_config, pretrained, tmp_path, monkeypatch):
-    monkeypatch.setattr("qpae.unlearning.methods.qpae.QPAudioEraser.loss",
-                        lambda self, logits, labels, request: logits.sum() * float("nan"))
+    monkeypatch.setattr(
+        "qpae.unlearning.methods.qpae.QPAudioEraser.loss",
+        lambda self, logits, labels, request: logits.sum() * float("nan"),
+    )
     with pytest.raises(NonFiniteLossError, match="nothing was written"):
         unlearn(config(make_config, pretrained, "forget=[0]"))
     assert not (tmp_path / "run" / "model.pt").exists()
@@ -91,8 +98,15 @@ def test_missing_checkpoint_says_which_pretrain_to_run(make_config, tmp_path):
 
 
 def test_checkpoint_of_other_data_is_refused(make_config, pretrained):
-    cfg = make_config("unlearn", "dataset=synthetic_speakers", "dataset.n_speakers=6",
-                      "dataset.repetitions=4", "model=small_cnn", "logger=none", f"input={pretrained}")
+    cfg = make_config(
+        "unlearn",
+        "dataset=synthetic_speakers",
+        "dataset.n_speakers=6",
+        "dataset.repetitions=4",
+        "model=small_cnn",
+        "logger=none",
+        f"input={pretrained}",
+    )
     with pytest.raises(ValueError, match="has 8 classes but synthetic_speakers has 6"):
         unlearn(cfg)
 

@@ -57,8 +57,9 @@ class UnlearningMethod:
     train_on: ClassVar[TrainOn] = "forget+retain"
     from_scratch: ClassVar[bool] = False
 
-    def __init__(self, epochs: int = 5, lr: float = 1e-4, weight_decay: float = 0.0,
-                 retain_fraction: float = 1.0) -> None:
+    def __init__(
+        self, epochs: int = 5, lr: float = 1e-4, weight_decay: float = 0.0, retain_fraction: float = 1.0
+    ) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if not 0.0 < retain_fraction <= 1.0:
@@ -69,8 +70,9 @@ class UnlearningMethod:
     def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData) -> None:
         """Edit the model before training (in place)."""
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         """The training loss of one batch (methods that train must override it). ``features``
         are the batch's penultimate (pre-logit) features, for methods that act on them."""
         raise NotImplementedError(f"{self.name} does not train (epochs must be 0)")

@@ -15,6 +15,7 @@ class Finetune(UnlearningMethod):
     name = "finetune"
     train_on = "retain"
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         return F.cross_entropy(logits, labels)

@@ -14,7 +14,9 @@ from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
 
 
-def fisher_diagonal(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int) -> dict[str, Tensor]:
+def fisher_diagonal(
+    net: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_classes: int
+) -> dict[str, Tensor]:
     """Diagonal Fisher on the given samples, per sample and summed over classes weighted by
     the predicted probabilities: F = mean_x Σ_k p_k(x) · (∂ log p_k(x) / ∂θ)², in eval mode.
 

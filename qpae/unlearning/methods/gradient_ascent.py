@@ -18,7 +18,8 @@ class GradientAscent(UnlearningMethod):
         super().__init__(**kwargs)
         self.forget_weight = forget_weight
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         retain, forget = split_cross_entropy(logits, labels, request.all_forgotten)
         return retain - self.forget_weight * forget

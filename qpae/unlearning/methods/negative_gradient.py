@@ -18,7 +18,8 @@ class NegativeGradient(UnlearningMethod):
     def __init__(self, epochs: int = 1, lr: float = 1e-5, **kwargs) -> None:
         super().__init__(epochs=epochs, lr=lr, **kwargs)
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         _, forget = split_cross_entropy(logits, labels, request.all_forgotten)
         return -forget

@@ -36,18 +36,26 @@ class QPAudioEraser(UnlearningMethod):
     name = "qpae"
     train_on = "forget+retain"
 
-    def __init__(self, phi: float = math.pi, lambda_: float = 1.0, alpha: float = 0.5,
-                 mix_bias: bool = False, weight_transform: bool = True, uncertainty: bool = True,
-                 mixing: bool = True, feature_erasure: bool = False, feature_weight: float = 10.0,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        phi: float = math.pi,
+        lambda_: float = 1.0,
+        alpha: float = 0.5,
+        mix_bias: bool = False,
+        weight_transform: bool = True,
+        uncertainty: bool = True,
+        mixing: bool = True,
+        feature_erasure: bool = False,
+        feature_weight: float = 10.0,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.phi, self.lambda_, self.alpha, self.mix_bias = phi, lambda_, alpha, mix_bias
         self.weight_transform, self.uncertainty, self.mixing = weight_transform, uncertainty, mixing
         self.feature_erasure, self.feature_weight = feature_erasure, feature_weight
         self._centroids: Tensor | None = None
 
-    def on_fit_start(self, net: nn.Module, request: ForgetRequest,
-                     data: TrainingData | None = None) -> None:
+    def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData | None = None) -> None:
         if self.feature_erasure:
             if data is None:
                 raise ValueError("feature_erasure needs the training data")
@@ -62,15 +70,17 @@ class QPAudioEraser(UnlearningMethod):
                 if bias is not None:
                     head.bias.copy_(bias)
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         lam = self.lambda_ if self.uncertainty else 0.0
         loss = phases.uncertainty_loss(logits, labels, request.all_forgotten, lam)
         if self.feature_erasure:
             if features is None or self._centroids is None:
                 raise ValueError("feature_erasure needs the batch features and on_fit_start's centroids")
             loss = loss + self.feature_weight * feature_erasure_loss(
-                features, logits, labels, self._centroids, request.all_forgotten)
+                features, logits, labels, self._centroids, request.all_forgotten
+            )
         return loss
 
     @torch.no_grad()

@@ -22,8 +22,9 @@ class Retrain(UnlearningMethod):
     def __init__(self, epochs: int = 10, lr: float = 1e-3, weight_decay: float = 1e-4, **kwargs) -> None:
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **kwargs)
 
-    def loss(self, logits: Tensor, labels: Tensor, request: ForgetRequest,
-             features: Tensor | None = None) -> Tensor:
+    def loss(
+        self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
+    ) -> Tensor:
         return F.cross_entropy(logits, labels)
 
     def configure_optimizers(self, params):

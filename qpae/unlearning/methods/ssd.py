@@ -32,8 +32,9 @@ def importances(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dic
     return {n: s / max(count, 1) for n, s in sums.items()}
 
 
-def dampen(param: Tensor, importance_all: Tensor, importance_forget: Tensor,
-           alpha: float, lambda_: float) -> Tensor:
+def dampen(
+    param: Tensor, importance_all: Tensor, importance_forget: Tensor, alpha: float, lambda_: float
+) -> Tensor:
     """Parameters much more important to the forget set (I_f > α·I_D) are multiplied by
     β = min(λ·I_D / I_f, 1); all others stay."""
     selected = importance_forget > alpha * importance_all
