@@ -182,29 +182,6 @@ def plot_sequential(rows: list[dict], path: Path) -> Path | None:
     return save(fig, path)
 
 
-def log_to_wandb(rows: list[dict], images: list[Path], table_md: str, project: str = "qpae") -> None:
-    """The same tables and plots as a W&B run (offline unless a key is configured)."""
-    import wandb
-
-    from qpae.cli.common import wandb_offline
-
-    run = wandb.init(
-        project=project,
-        job_type="bench",
-        mode="offline" if wandb_offline() else "online",
-        dir=str(images[0].parent) if images else None,
-    )
-    columns = list(rows[0])
-    run.log(
-        {
-            "runs": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
-            **{p.stem: wandb.Image(str(p)) for p in images},
-        }
-    )
-    run.summary["report"] = table_md
-    run.finish()
-
-
 AUDIT_COLUMNS = (
     ("FA", "FA"),
     ("RA", "RA"),

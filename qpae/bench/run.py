@@ -142,8 +142,9 @@ class BenchRunner:
             / "audit"
             / f"{scenario}-{dataset}-s{seed}-f{'-'.join(map(str, forget))}-{tag}.json"
         )
+        figures = done.with_suffix("")
         if done.exists():
-            return json.loads(done.read_text())
+            return {**json.loads(done.read_text()), "figures": str(figures)}
         original = self.pretrained(dataset, seed)
         nets = {
             "original": load_net(original),
@@ -153,7 +154,6 @@ class BenchRunner:
         results, raws = run_audit(
             nets, self.datamodule(dataset), forget, AuditSettings(**{**settings, "seed": seed})
         )
-        figures = done.with_suffix("")
         figures.mkdir(parents=True, exist_ok=True)
         plots.loss_histograms(raws, figures / "loss_histograms.png")
         plots.mia_roc(raws, figures / "mia_roc.png")
@@ -166,7 +166,7 @@ class BenchRunner:
             "results": results,
         }
         save_json(done, entry)
-        return entry
+        return {**entry, "figures": str(figures)}
 
 
 def audit_groups(

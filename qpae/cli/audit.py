@@ -13,6 +13,7 @@ from qpae.audit import plots
 from qpae.audit.run import AuditSettings, audit, load_net, random_init_like
 from qpae.checkpoints import load_model, save_json
 from qpae.cli.common import CONF_DIR
+from qpae.tracking import log_results
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,14 @@ def run_audit(cfg: DictConfig) -> dict:
         out / "audit.json",
         {"forget_classes": forget, "models": {k: str(v) for k, v in paths.items()}, "results": results},
     )
-    plots.loss_histograms(raws, out / "loss_histograms.png")
-    plots.mia_roc(raws, out / "mia_roc.png")
-    plots.relearn_curves(raws, out / "relearn_curves.png")
+    figures = {
+        "loss_histograms": plots.loss_histograms(raws, out / "loss_histograms.png"),
+        "mia_roc": plots.mia_roc(raws, out / "mia_roc.png"),
+        "relearn_curves": plots.relearn_curves(raws, out / "relearn_curves.png"),
+    }
+    if cfg.wandb:
+        rows = [{"model": name, **res} for name, res in results.items()]
+        log_results("audit", out, {"audit": rows}, figures, {"forget_classes": forget})
     for name, res in results.items():
         log.info("%-14s %s", name, " ".join(f"{k}={v:.3g}" for k, v in res.items()))
     return results

@@ -13,6 +13,7 @@ from qpae.bench import report
 from qpae.bench.plan import plan
 from qpae.bench.run import BenchRunner, audit_groups
 from qpae.cli.common import CONF_DIR
+from qpae.tracking import log_results
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,9 @@ def bench(cfg: DictConfig) -> Path:
         f" This invocation: {time.perf_counter() - started:.0f} s."
     )
     table = report.markdown(rows, schedule)
-    audit_spec = spec.get("audit")
+    audit_spec, audits = spec.get("audit"), []
     if audit_spec:
         groups = audit_groups(results, audit_spec["scenarios"], audit_spec.get("seeds"))
-        audits = []
         for i, (key, models) in enumerate(sorted(groups.items()), start=1):
             log.info("audit %d/%d: %s", i, len(groups), key)
             audits.append(runner.audit(key, models, audit_spec.get("settings", {})))
@@ -57,8 +57,12 @@ def bench(cfg: DictConfig) -> Path:
         )
         if p
     ]
+    figures = {p.stem: p for p in images}
+    for entry in audits:  # the audit's loss histograms, MIA ROC and relearn curves per group
+        folder = Path(entry["figures"])
+        figures.update({f"audit/{folder.name}/{p.stem}": p for p in sorted(folder.glob("*.png"))})
     if use_wandb:
-        report.log_to_wandb(rows, images, table)
+        log_results("bench", results_dir, {"runs": rows}, figures, {"report": table})
     print(table)
     return results_dir
 

@@ -84,6 +84,10 @@ def test_audit_reports_every_measure_beside_retrain_and_floor(
     assert written["forget_classes"] == [1]
     for png in ("loss_histograms.png", "mia_roc.png", "relearn_curves.png"):
         assert (tmp_path / "run" / png).stat().st_size > 5_000
+    # the same table and figures as one offline W&B run
+    [wandb_run] = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    logged = {p.name.split("_")[0] for p in (wandb_run / "files" / "media").rglob("*.*")}
+    assert {"loss", "mia", "relearn", "audit"} <= logged, logged
 
 
 @pytest.mark.slow
@@ -101,6 +105,7 @@ def test_feature_erasure_moves_the_speaker_out_of_reach_of_the_few_shot_probe(
         "settings.relearn_draws=1",
         "settings.relearn_steps=1",
         "settings.probe_draws=5",
+        "wandb=false",
     )
     results = run_audit(cfg)
     plain, erased = results["qpae"], results["qpae_features"]

@@ -57,7 +57,10 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
         "retrain",
         "random_init",
     }
-    assert list((out / "wandb").glob("offline-run-*"))
+    [wandb_run] = (out / "wandb").glob("offline-run-*")
+    media = [str(p.relative_to(wandb_run)) for p in (wandb_run / "files" / "media").rglob("*.*")]
+    for name in ("frontier", "runs", "mia_roc", "relearn_curves", "loss_histograms"):
+        assert any(name in m for m in media), (name, media)
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
