@@ -237,5 +237,42 @@ def audit_markdown(audits: list[dict], relearn_steps: int) -> str:
                 mean, sd = _stats([e["results"][m].get(key, math.nan) for e in entries])
                 cells.append("—" if math.isnan(mean) else (f"{mean:.3g} ± {sd:.2g}"))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *gap_table(entries, [m for m in order if m in models and m != "retrain"]), ""]
     return "\n".join(lines)
+
+
+# measures whose value should match retrain's; JS and agreement are distances to retrain already
+GAP_COLUMNS = (
+    "mia_loss_auc",
+    "mia_attack_auc",
+    "relearn50_whole",
+    "margin",
+    "probe_acc",
+    "probe_p_forget",
+    "centroid_acc",
+)
+
+
+def gap_table(entries: list[dict], models: list[str]) -> list[str]:
+    """|model − retrain| per measure, averaged over seeds; the smallest gap per column in bold."""
+    titles = dict(AUDIT_COLUMNS)
+    gaps = {
+        m: {
+            k: _stats([abs(e["results"][m][k] - e["results"]["retrain"][k]) for e in entries])[0]
+            for k in GAP_COLUMNS
+        }
+        for m in models
+    }
+    unlearned = [m for m in models if m not in ("original", "random_init")]
+    best = {k: min(unlearned, key=lambda m: gaps[m][k]) for k in GAP_COLUMNS} if unlearned else {}
+    lines = [
+        "Gap to retrain, |model − retrain| averaged over seeds (smaller is closer; the closest "
+        "unlearning method in bold):",
+        "",
+        "| model | " + " | ".join(titles[k] for k in GAP_COLUMNS) + " |",
+        "|" + "---|" * (len(GAP_COLUMNS) + 1),
+    ]
+    for m in models:
+        cells = [f"**{gaps[m][k]:.3g}**" if best.get(k) == m else f"{gaps[m][k]:.3g}" for k in GAP_COLUMNS]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines

@@ -85,3 +85,22 @@ def test_every_bench_profile_composes_and_plans(make_config, profile):
     for name, ds in spec["datasets"].items():
         for method in {c.method for c in cells if c.dataset == name}:
             make_config("unlearn", *ds["overrides"], f"model={ds['model']}", f"method={method}")
+
+
+def test_gap_table_averages_the_distance_to_retrain_and_marks_the_closest_method():
+    from qpae.bench.report import GAP_COLUMNS, gap_table
+
+    def entry(retrain, a, b):
+        return {
+            "results": {
+                m: dict.fromkeys(GAP_COLUMNS, v)
+                for m, v in (("retrain", retrain), ("a", a), ("b", b), ("random_init", retrain))
+            }
+        }
+
+    # seed 1: a is 0.2 off, b 0.1; seed 2: a 0.0, b 0.3 → a 0.1, b 0.2 on average
+    lines = gap_table([entry(0.5, 0.7, 0.4), entry(0.5, 0.5, 0.8)], ["a", "b", "random_init"])
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert rows["a"].count("**0.1**") == len(GAP_COLUMNS)
+    assert "**" not in rows["b"] and rows["b"].count("0.2") == len(GAP_COLUMNS)
+    assert "**" not in rows["random_init"]  # the floor is never the "closest method"
