@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from omegaconf import OmegaConf
 
 from qpae.audit import plots
 from qpae.audit.run import AuditSettings, load_net, random_init_like
@@ -78,9 +79,6 @@ class BenchRunner:
         """The cell's result, computed now or read back from an earlier run."""
         out = self.results_dir / "cells" / cell.key
         done = out / "result.json"
-        if done.exists():
-            return json.loads(done.read_text())
-        source = self.pretrained(cell.dataset, cell.seed)
         base = [
             *self._data_overrides(cell.dataset),
             f"method={cell.method}",
@@ -99,6 +97,14 @@ class BenchRunner:
             epochs = self.bench["datasets"][cell.dataset]["pretrain_epochs"]
             overrides += [f"unlearn.epochs={epochs}", "unlearn.retain_fraction=1.0"]
         cfg = compose("unlearn", overrides)
+        # the resolved method settings belong to the result: editing a method's YAML re-runs its cells
+        settings = OmegaConf.to_container(cfg.unlearn, resolve=True)
+        if done.exists():
+            cached = json.loads(done.read_text())
+            if cached.get("method_settings") == settings:
+                return cached
+            log.info("%s: method settings changed since the cached run; running it again", cell.key)
+        source = self.pretrained(cell.dataset, cell.seed)
         dm = self.datamodule(cell.dataset)
 
         make_trainer = unlearning_trainer_factory(cfg.trainer, [])
@@ -124,6 +130,7 @@ class BenchRunner:
             "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
             "original": str(source),
             "model": str(current),
+            "method_settings": settings,
         }
         save_json(done, result)
         return result

@@ -206,6 +206,7 @@ def entanglement_mixing(
     alpha: float = ...,
     protected_classes: Sequence[int] = ...,
     bias: None = ...,
+    centre: bool = ...,
 ) -> Tensor: ...
 @overload
 def entanglement_mixing(
@@ -215,6 +216,7 @@ def entanglement_mixing(
     protected_classes: Sequence[int] = ...,
     *,
     bias: Tensor,
+    centre: bool = ...,
 ) -> tuple[Tensor, Tensor]: ...
 
 
@@ -224,12 +226,20 @@ def entanglement_mixing(
     alpha: float = 0.5,
     protected_classes: Sequence[int] = (),
     bias: Tensor | None = None,
+    centre: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Phase 4, entanglement mixing of the head: ``W <- M W`` (and ``b <- M b`` if ``bias`` given).
 
     ``M`` is :func:`entanglement_matrix`. Returns the new weight, or ``(weight, bias)`` when a bias
     is passed; the caller decides whether the bias takes part. Rows of ``protected_classes`` are
     copied from the input, so they are bit-identical even under reduced-precision matmuls (TF32).
+
+    ``centre=True`` (qpae's option, not the paper's) mixes the centred head instead:
+    ``W <- M (W - 1μᵀ) + 1μᵀ`` with ``μ`` the mean row. Adding one vector to every row leaves the
+    softmax unchanged, but ``M W`` turns it into ``(1 + α(K−1))·v`` on the forget row, so the
+    paper's mixing adds ``α·Σ_{j≠f} z_j`` to the forget logit — a push that grows with K
+    (about −40 logits on 40 speakers). Centred, the forget row becomes ``(1−α)`` times its
+    centred self plus nothing else, and the result no longer depends on that invisible offset.
     """
     _check_head(weight, bias)
     matrix = entanglement_matrix(
@@ -242,7 +252,14 @@ def entanglement_mixing(
     )
     keep = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
     keep[_class_list(protected_classes, weight.shape[0], "protected_classes")] = True
-    new_weight = torch.where(keep.unsqueeze(1), weight, matrix @ weight)
+    new_weight = torch.where(keep.unsqueeze(1), weight, _mix(matrix, weight, centre))
     if bias is None:
         return new_weight
-    return new_weight, torch.where(keep, bias, matrix.to(bias.dtype) @ bias)
+    return new_weight, torch.where(keep, bias, _mix(matrix.to(bias.dtype), bias, centre))
+
+
+def _mix(matrix: Tensor, x: Tensor, centre: bool) -> Tensor:
+    if not centre:
+        return matrix @ x
+    mean = x.mean(0, keepdim=True)
+    return matrix @ (x - mean) + mean

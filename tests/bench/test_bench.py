@@ -37,6 +37,8 @@ def test_plan_expands_methods_variants_and_seeds():
 
 @pytest.mark.slow
 def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatch):
+    from qpae.bench.run import unlearn_request
+
     cfg = make_config("bench", "bench=smoke", "wandb=true")
     out = bench(cfg)
     with open(out / "results.csv") as fh:
@@ -69,6 +71,24 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
     monkeypatch.setattr("qpae.bench.run.pretrain", no_recompute)
     bench(make_config("bench", "bench=smoke", "wandb=false"))
     assert (out / "report.md").read_text().split("This invocation")[0] == report.split("This invocation")[0]
+
+    # a cell whose method settings differ from the config's (its YAML was edited) runs again, alone
+    [edited] = (out / "cells").glob("single-tiny-qpae-*/result.json")
+    cached = json.loads(edited.read_text())
+    assert cached["method_settings"]["lambda_"] == 1.0
+    edited.write_text(
+        json.dumps({**cached, "method_settings": {**cached["method_settings"], "lambda_": 2.0}})
+    )
+    ran = []
+
+    def counted(current, request, dm, method, *args):
+        ran.append(method.name)
+        return unlearn_request(current, request, dm, method, *args)
+
+    monkeypatch.setattr("qpae.bench.run.unlearn_request", counted)
+    bench(make_config("bench", "bench=smoke", "wandb=false"))
+    assert ran == ["qpae"]
+    assert json.loads(edited.read_text())["method_settings"]["lambda_"] == 1.0
 
 
 @pytest.mark.parametrize("profile", ["cpu", "paper", "smoke", "qpae_figures"])

@@ -86,6 +86,8 @@ def test_split_cross_entropy():
 METHODS = {
     "qpae": ["unlearn.epochs=2"],
     "qpae_features": ["unlearn.epochs=2"],
+    "qpae_centred": ["unlearn.epochs=2"],
+    "qpae_plus": ["unlearn.epochs=2"],
     "retrain": ["unlearn.epochs=8"],
     "finetune": ["unlearn.epochs=2"],
     "gradient_ascent": ["unlearn.epochs=2"],
@@ -106,9 +108,10 @@ def test_every_method_runs_through_the_same_interface(make_config, pretrained, t
     # "before" always measures the original model, also for retrain (which starts afresh)
     assert report["before"]["RA"] == pytest.approx(100 * original_meta["test_metrics"]["test/acc"], abs=15)
     state, meta = load_model(tmp_path / "run" / "model.pt")
-    assert meta["unlearned_by"]["name"] == method.removesuffix("_features")
+    assert meta["unlearned_by"]["name"] == ("qpae" if method.startswith("qpae") else method)
     assert meta["forgotten_classes"] == [2]
-    assert meta["unlearned_by"].get("feature_erasure", False) == (method == "qpae_features")
+    assert meta["unlearned_by"].get("feature_erasure", False) == (method in ("qpae_features", "qpae_plus"))
+    assert meta["unlearned_by"].get("centred_mixing", False) == (method in ("qpae_centred", "qpae_plus"))
     if method == "retrain":
         assert report["after"]["FA"] == 0.0 and report["after"]["RA"] > 50
         original, _ = load_model(pretrained)

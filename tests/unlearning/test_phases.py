@@ -231,6 +231,31 @@ def test_entanglement_mixing_by_hand(head):
     assert torch.equal(mixed_b, torch.tensor([2.0, 6.0, 4.0, 5.0]))
 
 
+def test_centred_mixing_by_hand(head):
+    weight, _ = (
+        head  # mean row μ = [4.5, 5.5, 6.5]; centred rows r - μ = [-4.5]*3, [-1.5]*3, [1.5]*3, [4.5]*3
+    )
+    mixed = entanglement_mixing(weight, [1], alpha=0.5, centre=True)
+    centred = torch.tensor([-4.5, -1.5, 1.5, 4.5]).unsqueeze(1).expand(4, 3)
+    # the centred rows sum to zero, so the forget row gets (1 - α) of itself: -0.75; row j gets + α·(-1.5)
+    expected = torch.tensor([-5.25, -0.75, 0.75, 3.75]).unsqueeze(1) + weight.mean(0)
+    assert torch.allclose(mixed, expected)
+    assert torch.allclose(
+        entanglement_mixing(centred, [1], alpha=0.5, centre=True),
+        entanglement_mixing(centred, [1], alpha=0.5),
+    )  # same on a centred head
+
+
+def test_centred_mixing_is_blind_to_an_offset_that_the_softmax_cannot_see(head):
+    weight, _ = head
+    offset = torch.tensor([3.0, -2.0, 7.0])  # added to every row: every logit moves by the same amount
+    z = torch.randn(5, 3)
+    for centre, invariant in ((True, True), (False, False)):
+        p = F_nn.softmax(z @ entanglement_mixing(weight, [1], 0.5, centre=centre).T, dim=1)
+        q = F_nn.softmax(z @ entanglement_mixing(weight + offset, [1], 0.5, centre=centre).T, dim=1)
+        assert torch.allclose(p, q, atol=1e-5) == invariant
+
+
 def test_entanglement_mixing_protected_rows_and_columns(head):
     weight, bias = head
     mixed_w, mixed_b = entanglement_mixing(weight, [1], 0.5, protected_classes=[3], bias=bias)

@@ -73,7 +73,7 @@ def test_sequential_requests_keep_earlier_classes_forgotten(make_config, pretrai
 def test_nan_loss_stops_and_writes_nothing(make_config, pretrained, tmp_path, monkeypatch):
     monkeypatch.setattr(
         "qpae.unlearning.methods.qpae.QPAudioEraser.loss",
-        lambda self, logits, labels, request: logits.sum() * float("nan"),
+        lambda self, logits, labels, request, features=None: logits.sum() * float("nan"),
     )
     with pytest.raises(NonFiniteLossError, match="nothing was written"):
         unlearn(config(make_config, pretrained, "forget=[0]"))

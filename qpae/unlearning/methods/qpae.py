@@ -47,12 +47,14 @@ class QPAudioEraser(UnlearningMethod):
         mixing: bool = True,
         feature_erasure: bool = False,
         feature_weight: float = 10.0,
+        centred_mixing: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.phi, self.lambda_, self.alpha, self.mix_bias = phi, lambda_, alpha, mix_bias
         self.weight_transform, self.uncertainty, self.mixing = weight_transform, uncertainty, mixing
         self.feature_erasure, self.feature_weight = feature_erasure, feature_weight
+        self.centred_mixing = centred_mixing
         self._centroids: Tensor | None = None
 
     def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData | None = None) -> None:
@@ -91,11 +93,18 @@ class QPAudioEraser(UnlearningMethod):
         protected = request.previously_forgotten
         if self.mix_bias and head.bias is not None:
             weight, bias = phases.entanglement_mixing(
-                head.weight, request.forget_classes, self.alpha, protected, bias=head.bias
+                head.weight,
+                request.forget_classes,
+                self.alpha,
+                protected,
+                bias=head.bias,
+                centre=self.centred_mixing,
             )
             head.bias.copy_(bias)
         else:
-            weight = phases.entanglement_mixing(head.weight, request.forget_classes, self.alpha, protected)
+            weight = phases.entanglement_mixing(
+                head.weight, request.forget_classes, self.alpha, protected, centre=self.centred_mixing
+            )
         head.weight.copy_(weight)
 
 
