@@ -31,6 +31,10 @@ class QPAudioEraser(UnlearningMethod):
             to phase 3: forget samples' penultimate features are pulled into the cluster of the
             retained class the model ranks first for them, as a model retrained without the
             speaker would place them.
+        centred_mixing: qpae's own extension, off by default (not in the paper). Phase 4 mixes
+            the head with its mean row removed (``phases.entanglement_mixing(centre=True)``).
+            The paper's ``W ← M·W`` adds ``α·Σ_{j≠f} z_j`` to the forget logit, which grows
+            with the number of classes (forget-class margin −39 on 40 speakers, retrain −7).
     """
 
     name = "qpae"
