@@ -191,6 +191,7 @@ AUDIT_COLUMNS = (
     ("mia_member_rate_forget_test", "member rate F-test"),
     ("relearn50_whole", "relearn steps to 50% (whole)"),
     ("relearn50_head", "relearn steps to 50% (head)"),
+    ("relearn_orig_whole", "relearn steps to original FA (whole)"),
     ("margin", "logit margin"),
     ("js_forget_test", "JS to retrain (F-test)"),
     ("js_retain_test", "JS to retrain (R-test)"),
