@@ -42,19 +42,22 @@ def unlearned_pair(tmp_path_factory, pretrained, feature_cache, synthetic_root):
     return out
 
 
+def audit_models(pretrained, unlearned_pair, *methods: str) -> list[str]:
+    """qpae-audit overrides: the pretrained model, the named unlearned ones and retrain."""
+    return [
+        *SYNTHETIC_8[:4],
+        "model=small_cnn",
+        f"original={pretrained}",
+        f"retrain={unlearned_pair['retrain']}",
+        *(f"+unlearned.{m}={unlearned_pair[m]}" for m in methods),
+    ]
+
+
 @pytest.mark.slow
 def test_audit_reports_every_measure_beside_retrain_and_floor(
     make_config, pretrained, unlearned_pair, tmp_path
 ):
-    cfg = make_config(
-        "audit",
-        *SYNTHETIC_8[:4],
-        "model=small_cnn",
-        f"original={pretrained}",
-        f"+unlearned.qpae={unlearned_pair['qpae']}",
-        f"retrain={unlearned_pair['retrain']}",
-        *FAST_AUDIT,
-    )
+    cfg = make_config("audit", *audit_models(pretrained, unlearned_pair, "qpae"), *FAST_AUDIT)
     results = run_audit(cfg)
     assert set(results) == {"original", "qpae", "retrain", "random_init"}
     keys = {
@@ -95,13 +98,7 @@ def test_audit_reports_every_measure_beside_retrain_and_floor(
 def test_qpae_options_close_the_probe_and_margin_gaps(make_config, pretrained, unlearned_pair):
     cfg = make_config(
         "audit",
-        *SYNTHETIC_8[:4],
-        "model=small_cnn",
-        f"original={pretrained}",
-        f"+unlearned.qpae={unlearned_pair['qpae']}",
-        f"retrain={unlearned_pair['retrain']}",
-        f"+unlearned.qpae_features={unlearned_pair['qpae_features']}",
-        f"+unlearned.qpae_centred={unlearned_pair['qpae_centred']}",
+        *audit_models(pretrained, unlearned_pair, "qpae", "qpae_features", "qpae_centred"),
         "settings.relearn_draws=1",
         "settings.relearn_steps=1",
         "settings.probe_draws=5",
