@@ -59,3 +59,12 @@ def relearn_curves(raws: dict[str, dict], path: Path) -> Path:
         ax.set_title(f"Relearn time ({mode} network)" if mode == "whole" else "Relearn time (head only)")
     axes[0].legend(fontsize=7)
     return save(fig, path)
+
+
+def audit_figures(raws: dict[str, dict], folder: Path) -> dict[str, Path]:
+    """All three audit figures into ``folder``, by name."""
+    return {
+        "loss_histograms": loss_histograms(raws, folder / "loss_histograms.png"),
+        "mia_roc": mia_roc(raws, folder / "mia_roc.png"),
+        "relearn_curves": relearn_curves(raws, folder / "relearn_curves.png"),
+    }

@@ -162,9 +162,7 @@ class BenchRunner:
             nets, self.datamodule(dataset), forget, AuditSettings(**{**settings, "seed": seed})
         )
         figures.mkdir(parents=True, exist_ok=True)
-        plots.loss_histograms(raws, figures / "loss_histograms.png")
-        plots.mia_roc(raws, figures / "mia_roc.png")
-        plots.relearn_curves(raws, figures / "relearn_curves.png")
+        plots.audit_figures(raws, figures)
         entry = {
             "scenario": scenario,
             "dataset": dataset,

@@ -52,11 +52,7 @@ def run_audit(cfg: DictConfig) -> dict:
         out / "audit.json",
         {"forget_classes": forget, "models": {k: str(v) for k, v in paths.items()}, "results": results},
     )
-    figures = {
-        "loss_histograms": plots.loss_histograms(raws, out / "loss_histograms.png"),
-        "mia_roc": plots.mia_roc(raws, out / "mia_roc.png"),
-        "relearn_curves": plots.relearn_curves(raws, out / "relearn_curves.png"),
-    }
+    figures = plots.audit_figures(raws, out)
     if cfg.wandb:
         rows = [{"model": name, **res} for name, res in results.items()]
         log_results("audit", out, {"audit": rows}, figures, {"forget_classes": forget})

@@ -238,8 +238,9 @@ def entanglement_mixing(
     ``W <- M (W - 1μᵀ) + 1μᵀ`` with ``μ`` the mean row. Adding one vector to every row leaves the
     softmax unchanged, but ``M W`` turns it into ``(1 + α(K−1))·v`` on the forget row, so the
     paper's mixing adds ``α·Σ_{j≠f} z_j`` to the forget logit — a push that grows with K
-    (about −40 logits on 40 speakers). Centred, the forget row becomes ``(1−α)`` times its
-    centred self plus nothing else, and the result no longer depends on that invisible offset.
+    (about −40 logits on 40 speakers). Centred, the result no longer depends on that invisible
+    offset; with one forget class and no protected rows, the forget row becomes ``(1−α)`` times
+    its centred self.
     """
     _check_head(weight, bias)
     matrix = entanglement_matrix(
