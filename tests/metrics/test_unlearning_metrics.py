@@ -14,12 +14,16 @@ import torch.multiprocessing as mp
 
 from qpae.metrics import (
     ERB,
+    METRIC_ORDER,
+    ERBPaper,
     FalseAcceptanceRate,
     FalseRejectionRate,
     ForgetAccuracy,
     InformationLeakage,
     PrivacyErasureRate,
     RetainAccuracy,
+    erb,
+    erb_paper,
     unlearning_metrics,
 )
 
@@ -40,12 +44,23 @@ TARGET = torch.tensor([1, 1, 0, 2, 3, 2])
 # Forget class {1}: forget samples 0, 1; retained samples 2, 3, 4, 5.
 #   FA  = 1/2 = 50;  RA = 3/4 = 75;  IL = (0.6 + 0.1)/2 = 35;  FAR = 1/4 = 25 (sample 3 -> class 1)
 #   FRR = 1/2 = 50;  ERB = 2*50*75/(50 + 75) = 60;  PER(fa_before=80) = 100*(80 - 50)/80 = 37.5
-SINGLE = {"FA": 50.0, "RA": 75.0, "IL": 35.0, "FAR": 25.0, "FRR": 50.0, "ERB": 60.0, "PER": 37.5}
+#   ERB_paper = 2*FA*RA/(FA + RA) = 2*50*75/125 = 60 (equal to ERB only because FA = 100 - FA)
+SINGLE = {
+    "FA": 50.0,
+    "RA": 75.0,
+    "IL": 35.0,
+    "FAR": 25.0,
+    "FRR": 50.0,
+    "ERB": 60.0,
+    "ERB_paper": 60.0,
+    "PER": 37.5,
+}
 
 # Forget classes {1, 3}: forget samples 0, 1, 4 (4 is correct with p=0.7 on its own class 3);
 # retained samples 2, 3, 5.
 #   FA = 2/3;  RA = 2/3;  IL = (0.6 + 0.1 + 0.7)/3 = 1.4/3;  FAR = 1/3;  FRR = 1/3
 #   ERB = 2*(100/3)*(200/3)/100 = 400/9;  PER(fa_before=80) = 100*(80 - 200/3)/80 = 50/3
+#   ERB_paper = 2*(200/3)*(200/3)/(400/3) = 200/3
 MULTI = {
     "FA": 66.666667,
     "RA": 66.666667,
@@ -53,6 +68,7 @@ MULTI = {
     "FAR": 33.333333,
     "FRR": 33.333333,
     "ERB": 44.444444,
+    "ERB_paper": 66.666667,
     "PER": 16.666667,
 }
 
@@ -76,6 +92,7 @@ def _assert_close(actual: dict[str, float], expected: dict[str, float]) -> None:
         (FalseAcceptanceRate, "FAR"),
         (FalseRejectionRate, "FRR"),
         (ERB, "ERB"),
+        (ERBPaper, "ERB_paper"),
     ],
 )
 def test_single_metric_hand_values(cls, key):
@@ -105,7 +122,10 @@ def test_collection_single_and_multi():
     _assert_close(_values(_compute(unlearning_metrics([1], fa_before=80.0))), SINGLE)
     _assert_close(_values(_compute(unlearning_metrics([1, 3], fa_before=80.0))), MULTI)
     without_per = unlearning_metrics([1])
-    assert set(without_per.keys()) == {"FA", "RA", "IL", "FAR", "FRR", "ERB"}
+    assert set(without_per.keys()) == {"FA", "RA", "IL", "FAR", "FRR", "ERB", "ERB_paper"}
+    # every key of the collection has its place in the paper's column order, and nothing else
+    assert set(unlearning_metrics([1], fa_before=80.0).keys()) == set(METRIC_ORDER)
+    assert METRIC_ORDER == ("FA", "FAR", "RA", "FRR", "PER", "IL", "ERB", "ERB_paper")
 
 
 def _compute(collection, splits=((0, 6),)):
@@ -125,6 +145,7 @@ def test_two_updates_equal_one_update_on_concatenation():
         FalseAcceptanceRate,
         FalseRejectionRate,
         ERB,
+        ERBPaper,
     ):
         a, b = cls([1, 3]), cls([1, 3])
         a.update(LOGITS, TARGET)
@@ -160,14 +181,14 @@ def test_nan_when_no_relevant_samples():
     retained_only = unlearning_metrics([1], fa_before=80.0)
     retained_only.update(LOGITS[2:], TARGET[2:])
     values = _values(retained_only.compute())
-    for key in ("FA", "IL", "FRR", "PER", "ERB"):
+    for key in ("FA", "IL", "FRR", "PER", "ERB", "ERB_paper"):
         assert math.isnan(values[key]), key
     assert values["RA"] == 75.0 and values["FAR"] == 25.0
 
     forget_only = unlearning_metrics([1])
     forget_only.update(LOGITS[:2], TARGET[:2])
     values = _values(forget_only.compute())
-    for key in ("RA", "FAR", "ERB"):
+    for key in ("RA", "FAR", "ERB", "ERB_paper"):
         assert math.isnan(values[key]), key
     assert values["FA"] == 50.0
 
@@ -187,6 +208,52 @@ def test_erb_zero_denominator():
     metric = ERB([1])
     metric.update(logits, torch.tensor([1, 2]))
     assert float(metric.compute()) == 0.0
+
+
+# Rows of the paper's Table 2 (AudioMNIST): (FA, RA, the paper's ERB).
+PAPER_TABLE_ROWS = (
+    ("ResNet18 original", 99.04, 96.25, 97.62),
+    ("ViT SSD", 100.0, 61.93, 76.49),
+)
+
+
+@pytest.mark.parametrize(("row", "fa", "ra", "paper_erb"), PAPER_TABLE_ROWS)
+def test_erb_paper_reproduces_the_papers_table(row, fa, ra, paper_erb):
+    # the table prints FA, RA and ERB to two decimals: each is within 0.005 of its exact value,
+    # so the formula on the printed FA and RA lands within 0.01 of the printed ERB
+    assert float(erb_paper(fa, ra)) == pytest.approx(paper_erb, abs=0.01), row
+    # qpae's ERB (erasure 100 - FA against retention) is a different number on the same row
+    assert abs(float(erb(fa, ra)) - paper_erb) > 10, row
+
+
+def _counts_with(fa_correct: int, forget_n: int, ra_correct: int, retain_n: int):
+    """Logits/targets with forget class 0: ``fa_correct`` of ``forget_n`` forget samples and
+    ``ra_correct`` of ``retain_n`` retained samples (class 1) predicted correctly."""
+    target = torch.tensor([0] * forget_n + [1] * retain_n)
+    pred = torch.tensor(
+        [0] * fa_correct + [2] * (forget_n - fa_correct) + [1] * ra_correct + [2] * (retain_n - ra_correct)
+    )
+    return torch.nn.functional.one_hot(pred, 3).float(), target
+
+
+@pytest.mark.parametrize(
+    ("row", "counts", "paper_erb"),
+    [
+        ("ResNet18 original", (2476, 2500, 385, 400), 97.62),  # FA 99.04, RA 96.25
+        ("ViT SSD", (100, 100, 6193, 10000), 76.49),  # FA 100, RA 61.93
+    ],
+)
+def test_erb_paper_metric_class_on_the_tables_counts(row, counts, paper_erb):
+    logits, target = _counts_with(*counts)
+    metric = ERBPaper([0])
+    metric.update(logits[::2], target[::2])  # two batches: the counts accumulate
+    metric.update(logits[1::2], target[1::2])
+    assert float(metric.compute()) == pytest.approx(paper_erb, abs=0.01), row
+    collection = unlearning_metrics([0])
+    collection.update(logits, target)
+    values = _values(collection.compute())
+    assert values["ERB_paper"] == pytest.approx(paper_erb, abs=0.01)
+    assert values["ERB"] == pytest.approx(float(erb(values["FA"], values["RA"])), abs=1e-4)
 
 
 def test_far_counts_any_forget_class():
@@ -212,6 +279,7 @@ def test_metric_flags():
         FalseAcceptanceRate,
         FalseRejectionRate,
         ERB,
+        ERBPaper,
     ):
         metric = cls([1])
         assert metric.is_differentiable is False and metric.full_state_update is False
@@ -222,6 +290,7 @@ def test_metric_flags():
     assert FalseRejectionRate.higher_is_better is True
     assert PrivacyErasureRate.higher_is_better is True
     assert ERB.higher_is_better is True
+    assert ERBPaper.higher_is_better is None  # it rises with FA: not a measure of erasure
 
 
 def test_input_errors():
