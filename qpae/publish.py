@@ -1,0 +1,88 @@
+"""A run's output folder: all of its files or none of them.
+
+The files of one result (a model, its metrics, its receipt) are written into a hidden staging
+folder beside the destination and published with one ``rename``: a reader never sees a model
+without its receipt, and a killed run leaves no half folder under the destination's name. A
+destination that already holds anything is refused: a run never overwrites another run's
+outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+
+class OutputExistsError(FileExistsError):
+    """The destination of a run's outputs already holds files (of another run, or its input)."""
+
+
+def ensure_free(final: str | Path) -> None:
+    """Raise :class:`OutputExistsError` unless ``final`` is absent or an empty folder."""
+    final = Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise OutputExistsError(f"{final} exists and is not a folder; choose another output folder")
+    if final.is_dir() and any(final.iterdir()):
+        raise OutputExistsError(
+            f"{final} already holds another run's outputs; qpae never overwrites them. "
+            "Choose a new output folder (by default every run gets its own)."
+        )
+
+
+def publish_files(final: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (name → content) into a staging folder and rename it to ``final``.
+
+    Raises:
+        OutputExistsError: ``final`` holds files (checked before writing and, atomically, by
+            the rename itself: a folder that filled up meanwhile is never merged into).
+    """
+    final = Path(final)
+    ensure_free(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(final)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=_staging_prefix(final, os.getpid())))
+    try:
+        for name, data in files.items():
+            if Path(name).name != name or name.startswith("."):
+                raise ValueError(f"output file names are plain names, got {name!r}")
+            with open(staging / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        try:
+            # POSIX rename replaces an absent or empty folder and fails on a non-empty one
+            os.rename(staging, final)
+        except OSError as err:
+            raise OutputExistsError(f"{final} appeared while this run was writing ({err})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _staging_prefix(final: Path, pid: int) -> str:
+    return f".{final.name}.staging-{pid}-"
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Remove staging folders that killed runs (SIGKILL, power loss) left beside ``final``."""
+    for folder in final.parent.glob(f".{final.name}.staging-*"):
+        try:
+            pid = int(folder.name.removeprefix(f".{final.name}.staging-").split("-", 1)[0])
+        except ValueError:
+            continue
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

@@ -1,0 +1,51 @@
+"""A run's outputs appear all together or not at all, and never over another run's."""
+
+import os
+
+import pytest
+
+from qpae.publish import OutputExistsError, ensure_free, publish_files
+
+FILES = {"model.pt": b"weights", "metrics.json": b"{}", "receipt.json": b"{}"}
+
+
+def test_files_are_published_together(tmp_path):
+    out = publish_files(tmp_path / "request-01", FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert (out / "model.pt").read_bytes() == b"weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["request-01"]  # no staging folder left
+
+
+def test_an_occupied_folder_is_refused_and_left_untouched(tmp_path):
+    out = tmp_path / "request-01"
+    out.mkdir()
+    (out / "receipt.json").write_text("another run's receipt")
+    with pytest.raises(OutputExistsError, match="another run's outputs"):
+        publish_files(out, FILES)
+    assert (out / "receipt.json").read_text() == "another run's receipt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["request-01"]
+    publish_files(tmp_path / "empty", FILES)  # an empty folder is free
+
+
+def test_a_failure_while_publishing_leaves_nothing(tmp_path, monkeypatch):
+    def killed(*args):
+        raise KeyboardInterrupt  # what a Ctrl-C between two writes looks like
+
+    monkeypatch.setattr(os, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        publish_files(tmp_path / "request-01", FILES)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staging_left_by_a_killed_process_is_cleaned(tmp_path):
+    dead = tmp_path / ".request-01.staging-999999999-abc"
+    dead.mkdir()
+    (dead / "model.pt").write_bytes(b"half")
+    publish_files(tmp_path / "request-01", FILES)
+    assert not dead.exists()
+
+
+def test_a_file_in_the_way_is_refused(tmp_path):
+    (tmp_path / "request-01").write_text("x")
+    with pytest.raises(OutputExistsError, match="not a folder"):
+        ensure_free(tmp_path / "request-01")
