@@ -9,7 +9,7 @@ from qpae.checkpoints import load_model
 from qpae.cli.unlearn import unlearn
 from qpae.models.factory import classifier_head, create_model
 from qpae.unlearning.methods.base import split_cross_entropy
-from qpae.unlearning.methods.fisher import FisherForgetting, fisher_diagonal
+from qpae.unlearning.methods.fisher import FisherForgetting, fisher_diagonal, posterior_variance
 from qpae.unlearning.methods.ssd import dampen, importances
 from qpae.unlearning.request import ForgetRequest
 
@@ -53,6 +53,36 @@ def test_fisher_diagonal_matches_the_per_sample_loop_of_the_authors_code():
     got = fisher_diagonal(net, [(x[:3], y[:3]), (x[3:], y[3:])], num_classes=3)
     for n in expected:
         assert torch.allclose(got[n], expected[n], atol=1e-6), n
+
+
+def test_fisher_variance_averages_a_conv_weight_over_input_channels_only():
+    # Golatkar et al.'s get_mean_var: var.mean(dim=1, keepdim=True) — for a conv weight
+    # [out, in, kh, kw] the mean over input channels; kernel positions keep their own variance
+    inverse = torch.tensor(  # 1 / F, chosen by hand: out=2, in=3, kh=1, kw=2
+        [
+            [[[1.0, 10.0]], [[2.0, 20.0]], [[3.0, 30.0]]],
+            [[[4.0, 40.0]], [[5.0, 50.0]], [[6.0, 60.0]]],
+        ]
+    )
+    var = posterior_variance(1.0 / inverse, alpha=2.0, is_head=False)
+    expected = 2.0 * torch.tensor([[[[2.0, 20.0]]], [[[5.0, 50.0]]]]).expand(2, 3, 1, 2)
+    assert torch.allclose(var, expected, rtol=1e-5)
+    # the mean over every non-output dimension would give one value per output channel
+    assert not torch.allclose(var[:, :, :, 0], var[:, :, :, 1])
+    # clamped before averaging: 1/F = 1e5 counts as 1e3 (1e2 in the head)
+    flat = posterior_variance(torch.tensor([[1e-5, 1.0]]), alpha=1.0, is_head=False)
+    assert torch.allclose(flat, torch.full((1, 2), (1e3 + 1.0) / 2), rtol=1e-5)
+
+
+def test_fisher_variance_of_the_head_and_of_1d_parameters():
+    inverse = torch.tensor([[1.0, 3.0], [200.0, 400.0], [5.0, 7.0]])  # head [K=3, in=2]
+    var = posterior_variance(1.0 / inverse, alpha=1.0, is_head=True, forget_rows=[1])
+    # row 1 is a forget row: 1e-4, then ×10 like the whole head
+    assert torch.allclose(var, torch.tensor([[20.0, 20.0], [1e-3, 1e-3], [60.0, 60.0]]), rtol=1e-5)
+    clamped = posterior_variance(1.0 / inverse, alpha=1.0, is_head=True)
+    assert torch.allclose(clamped[1], torch.tensor([1e3, 1e3]), rtol=1e-5)  # 1e2 cap, ×10
+    bias = posterior_variance(1.0 / torch.tensor([1.0, 4.0]), alpha=0.5, is_head=False)
+    assert torch.allclose(bias, torch.tensor([5.0, 20.0]), rtol=1e-5)  # not averaged, ×10
 
 
 def test_fisher_forgetting_zeroes_the_forget_row_of_the_named_head():

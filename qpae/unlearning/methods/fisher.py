@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +49,34 @@ def fisher_diagonal(
     return {n: t / max(count, 1) for n, t in total.items()}
 
 
-class FisherForgetting(UnlearningMethod):
-    """Replace every parameter by a sample of N(μ, σ²) with σ² from the retained data's Fisher.
+def posterior_variance(
+    fisher: Tensor, alpha: float, is_head: bool, forget_rows: Sequence[int] = ()
+) -> Tensor:
+    """The noise variance of one parameter, as ``get_mean_var`` in Golatkar et al.'s code.
 
-    σ² = α · clamp(1 / (F + 1e-8), max=1e3) (head: max=1e2), averaged over each weight's input
-    dimension as in the authors' code; the head's forget rows get μ = 0 and σ² = 1e-4; the head
-    and the 1-D parameters (biases, norms) get ×10 variance. The head is the model's own
-    ``get_classifier()``, never guessed by ``size(0) == K``.
+    ``σ² = α · clamp(1 / (F + 1e-8), max=1e3)`` (head: ``max=1e2``), then, for a parameter of
+    two or more dimensions, averaged over **dim 1 only** and broadcast back:
+    ``var.mean(dim=1, keepdim=True)``. For a linear weight ``[out, in]`` that is the mean over
+    the inputs of each output unit; for a conv weight ``[out, in, kh, kw]`` it is the mean over
+    input channels, so each (output channel, kernel position) keeps its own variance. The head's
+    ``forget_rows`` get ``σ² = 1e-4``; the head and 1-D parameters (biases, norms) then get ×10.
+    """
+    var = (1.0 / (fisher + 1e-8)).clamp(max=1e2 if is_head else 1e3) * alpha
+    if var.ndim > 1:
+        var = var.mean(dim=1, keepdim=True).expand_as(fisher).clone()
+    if is_head:
+        var[list(forget_rows)] = 1e-4
+        var = var * 10
+    elif var.ndim == 1:
+        var = var * 10
+    return var
+
+
+class FisherForgetting(UnlearningMethod):
+    """Replace every parameter by a sample of N(μ, σ²) with σ² from the retained data's Fisher
+    (:func:`posterior_variance`: the inverse Fisher, averaged over dim 1 as in the authors' code);
+    the head's forget rows get μ = 0. The head is the model's own ``get_classifier()``, never
+    guessed by ``size(0) == K``.
     """
 
     name = "fisher"
@@ -78,14 +99,8 @@ class FisherForgetting(UnlearningMethod):
                 if n not in fisher:
                     continue
                 is_head = id(p) in head_params
-                var = (1.0 / (fisher[n] + 1e-8)).clamp(max=1e2 if is_head else 1e3) * self.alpha
-                if p.ndim > 1:
-                    var = var.mean(dim=tuple(range(1, p.ndim)), keepdim=True).expand_as(p).clone()
+                var = posterior_variance(fisher[n], self.alpha, is_head, forget)
                 mu = p.clone()
                 if is_head:
                     mu[forget] = 0.0
-                    var[forget] = 1e-4
-                    var = var * 10
-                elif p.ndim == 1:
-                    var = var * 10
                 p.copy_(mu + var.sqrt() * torch.randn_like(p))
