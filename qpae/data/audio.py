@@ -6,6 +6,9 @@ reads wav, flac and mp3 on its own.
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,27 +17,53 @@ import soundfile as sf
 import torch
 import torchaudio.transforms as T
 
+log = logging.getLogger(__name__)
+
+# Integer PCM decodes into [-1, 1], and resampling or a float file's inter-sample peaks overshoot
+# by a few dB at most; a peak beyond 2 (+6 dB) means samples stored at another scale (e.g. int16
+# values in a float file). Features are per clip, so such a clip is still usable: it is warned of.
+LOUD_PEAK = 2.0
+
 
 class BadAudioError(ValueError):
     """A file that cannot serve as a training example (corrupt, empty or silent)."""
 
 
-def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
+def load_mono(path: str | Path, sample_rate: int, min_duration_s: float = 0.0) -> np.ndarray:
     """Decode ``path``, downmix to mono and resample to ``sample_rate``.
 
+    Only regular files are opened: a FIFO or a device named by a manifest would block the read
+    forever. A clip whose peak is beyond ±``LOUD_PEAK`` is used but logged with its peak.
+
     Raises:
-        BadAudioError: the file cannot be decoded, has no samples, or is digitally silent.
+        BadAudioError: the path is not a regular file, or the file cannot be decoded, has no
+            samples, is shorter than ``min_duration_s`` seconds, or is digitally silent.
     """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise BadAudioError(f"{path}: cannot decode ({err})") from err
+    if not stat.S_ISREG(mode):
+        raise BadAudioError(f"{path}: not a regular file (a FIFO, device or folder is never opened)")
     try:
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, EOFError) as err:
         raise BadAudioError(f"{path}: cannot decode ({err})") from err
     if wave.shape[0] == 0:
         raise BadAudioError(f"{path}: zero-length audio")
+    duration = wave.shape[0] / sr
+    if duration < min_duration_s:
+        # a clip of a few milliseconds would become an example that is almost all padding
+        raise BadAudioError(
+            f"{path}: {1000 * duration:.1f} ms of audio, shorter than min_duration_s={min_duration_s} s"
+        )
     mono = wave.mean(axis=1)
     # Digital silence carries no speaker information and yields -inf log-mels.
     if not np.isfinite(mono).all() or float(np.abs(mono).max()) < 1e-6:
         raise BadAudioError(f"{path}: silent or non-finite audio")
+    peak = float(np.abs(wave).max())
+    if peak > LOUD_PEAK:
+        log.warning("%s: peak |sample| = %.3g, far outside [-1, 1]; used as is", path, peak)
     if sr != sample_rate:
         with torch.no_grad():
             mono = _resampler(sr, sample_rate)(torch.from_numpy(mono)).numpy()

@@ -17,7 +17,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: the dB floor is per clip (version 1 floored each chunk of 512 clips at its loudest clip)
+FORMAT_VERSION = 2
 
 
 def cache_key(settings: dict, files: list[Path]) -> str:

@@ -31,7 +31,11 @@ class FeatureConfig:
 
 
 class LogMel(torch.nn.Module):
-    """Waveforms [N, samples] → log-mel images [N, 1, n_mels, frames] (dB, or resized)."""
+    """Waveforms [N, samples] → log-mel images [N, 1, n_mels, frames] (dB, or resized).
+
+    Each clip's features depend on that clip alone: the 80 dB floor is set per clip, never per
+    batch, so a clip gets the same features whichever clips share its batch.
+    """
 
     def __init__(self, config: FeatureConfig) -> None:
         super().__init__()
@@ -47,7 +51,9 @@ class LogMel(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        spec = self.to_db(self.mel(waves)).unsqueeze(1)
+        # [N, 1, mels, frames]: torchaudio sets the top_db floor per item of a 4-D input, but over the
+        # whole tensor of a 3-D one, where one loud clip would floor every other clip of the batch.
+        spec = self.to_db(self.mel(waves).unsqueeze(1))
         if self.config.resize is not None:
             spec = F.interpolate(spec, size=tuple(self.config.resize), mode="bilinear", align_corners=False)
         return spec

@@ -1,3 +1,7 @@
+import logging
+import os
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -79,3 +83,63 @@ def test_logmel_shape_and_resize():
     assert feats[1, 0].mean(1).argmax() > feats[0, 0].mean(1).argmax()
     resized = LogMel(FeatureConfig(resize=(224, 224)))(waves)
     assert resized.shape == (2, 1, 224, 224)
+
+
+def test_logmel_of_a_clip_does_not_depend_on_its_batch():
+    """The 80 dB floor is per clip: a loud clip in the chunk must not floor the others."""
+    rng = np.random.default_rng(0)
+    quiet = tone(1.0, 16_000, 300) * 0.01
+    quiet[4000:6000] = 0.0  # a pause: the floor decides these frames' values
+    others = [tone(1.0, 16_000, f) * a for f, a in ((500, 0.3), (700, 0.05))]
+    loud = (1000.0 * rng.standard_normal(16_000)).astype(np.float32)
+    logmel = LogMel(FeatureConfig())
+    alone = logmel(torch.from_numpy(quiet[None]))[0]
+    for chunk in ([quiet, *others], [loud, quiet], [*others, loud, quiet]):
+        position = next(i for i, c in enumerate(chunk) if c is quiet)
+        batched = logmel(torch.from_numpy(np.stack(chunk)))[position]
+        torch.testing.assert_close(batched, alone, atol=1e-3, rtol=0)
+    assert float(alone.max() - alone.min()) <= 80.0 + 1e-3  # its own floor, 80 dB below its own peak
+
+
+def test_loud_clip_is_used_and_warned_of_with_its_peak(tmp_path, caplog):
+    path = tmp_path / "int16-scale.wav"
+    sf.write(path, tone(0.5, 16_000) * 100, 16_000, subtype="FLOAT")  # peak 30: int16-like scale
+    with caplog.at_level(logging.WARNING, logger="qpae.data.audio"):
+        wave = load_mono(path, 16_000)
+    assert float(np.abs(wave).max()) == pytest.approx(30, rel=1e-3)
+    assert "int16-scale.wav" in caplog.text and "peak |sample| = 30" in caplog.text
+    caplog.clear()
+    sf.write(path, tone(0.5, 16_000), 16_000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="qpae.data.audio"):
+        load_mono(path, 16_000)
+    assert caplog.text == ""
+
+
+def test_clip_shorter_than_min_duration_is_bad_audio(tmp_path):
+    path = tmp_path / "blip.wav"
+    sf.write(path, tone(0.005, 16_000), 16_000)  # 5 ms
+    assert len(load_mono(path, 16_000)) == 80  # no minimum unless asked
+    with pytest.raises(BadAudioError, match=r"blip.wav: 5.0 ms of audio, shorter than min_duration_s=0.1"):
+        load_mono(path, 16_000, min_duration_s=0.1)
+
+
+def test_fifo_or_folder_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    outcome = {}
+
+    def load():
+        try:
+            load_mono(fifo, 16_000)
+        except BadAudioError as err:
+            outcome["error"] = str(err)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # it opened the FIFO and blocks: a writer releases it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_mono opened a FIFO and blocked")
+    assert "pipe.wav: not a regular file" in outcome["error"]
+    with pytest.raises(BadAudioError, match="not a regular file"):
+        load_mono(tmp_path, 16_000)
