@@ -26,11 +26,12 @@ from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
 from qpae.data.features import FeatureConfig, LogMel
 from qpae.data.forget_retain import ForgetRetainSampler
-from qpae.data.splits import stratified_split
+from qpae.data.splits import SPLIT_BY, Split, resolve_split_by, speaker_split, stratified_split, time_split
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+UNITS = {"recording": "recordings", "speaker": "speakers", "window": "windows"}
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,19 @@ class AudioDataModule(L.LightningDataModule):
         window: cut long recordings into ``features.duration_s`` windows (else centre-crop/pad).
         max_windows: at most this many windows per recording.
         classes: keep only these class names (in this order of preference); None keeps all.
-        max_classes: keep the N classes with the most recordings.
-        min_per_class: drop classes with fewer recordings (they cannot be split and measured).
+        max_classes: keep the N classes with the most split units (see ``split_by``).
+        min_per_class: drop classes with fewer split units: recordings, speakers or windows, as
+            ``split_by`` splits (they cannot be split and measured).
+        split_by: what the train/val/test split keeps together (:mod:`qpae.data.splits`):
+            ``recording``; ``speaker`` (no speaker in two parts, stratified by label); ``window``
+            (each recording's windows cut in time: needs ``window=True``; the same recording is
+            then in train and test); ``auto`` = ``speaker`` when the label is not the speaker
+            (digit, word, accent, gender) and the recordings name their speakers, else ``recording``.
+        split_seed: seeds the split only; the model file records the split (its fingerprint).
+        order_seed: seeds the training batch order and the unlearning retained subsample, so that
+            runs with several order seeds share one split (and one test set).
+        min_duration_s: recordings shorter than this are unusable (counted like undecodable ones):
+            a clip of a few milliseconds would be an example made almost all of padding.
         max_bad_fraction: fail when more than this share of recordings cannot be decoded.
         download: try the public download when the data is missing.
     """
@@ -82,15 +94,22 @@ class AudioDataModule(L.LightningDataModule):
         min_per_class: int = 3,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
-        seed: int = 0,
+        split_by: str = "auto",
+        split_seed: int = 0,
+        order_seed: int = 0,
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        min_duration_s: float = 0.1,
         max_bad_fraction: float = 0.05,
         download: bool = False,
         decode_threads: int = 2,
     ) -> None:
         super().__init__()
+        if split_by not in SPLIT_BY:
+            raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
+        if split_by == "window" and not window:
+            raise ValueError("split_by=window splits each recording's windows in time: it needs window=true")
         self.data_dir = Path(data_dir).expanduser()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / ".qpae_cache"
         if isinstance(features, FeatureConfig):
@@ -107,7 +126,10 @@ class AudioDataModule(L.LightningDataModule):
         self.min_per_class = min_per_class
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.seed = seed
+        self.split_by = split_by
+        self.split_seed = split_seed
+        self.order_seed = order_seed
+        self.min_duration_s = min_duration_s
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -149,30 +171,33 @@ class AudioDataModule(L.LightningDataModule):
             return
         recordings = self._recordings()
         entry = self._features(recordings)
-        ok = entry["ok"].tolist()  # recording indices that decoded
-        kept = [recordings[i] for i in ok]
-        self.class_names = self._select_classes(kept)
+        kept = [recordings[i] for i in entry["ok"].tolist()]  # the recordings that decoded
+        window_owner = entry["recording"]  # window w belongs to kept[window_owner[w]]
+        self.split_by_used = resolve_split_by(
+            self.split_by, [r.label for r in kept], [r.speaker for r in kept]
+        )
+        self.class_names = self._select_classes(self._unit_counts(kept, window_owner))
         index = {c: k for k, c in enumerate(self.class_names)}
         keep_rec = [j for j, r in enumerate(kept) if r.label in index]
         rec_labels = [index[kept[j].label] for j in keep_rec]
-        self.split = stratified_split(rec_labels, self.val_fraction, self.test_fraction, self.seed)
-        self.split_fingerprint = self.split.fingerprint([str(kept[j].path) for j in keep_rec])
 
-        # entry["recording"][w] is the position in `ok` of window w's recording
-        window_rec = entry["recording"]
         pos_of = torch.full((len(kept),), -1, dtype=torch.long)
         pos_of[torch.tensor(keep_rec, dtype=torch.long)] = torch.arange(len(keep_rec))
-        window_pos = pos_of[window_rec]
-        part_of = torch.full((len(keep_rec),), -1, dtype=torch.long)
-        for p, name in enumerate(SPLITS):
-            part_of[list(getattr(self.split, name))] = p
+        window_pos = pos_of[window_owner]
         valid = window_pos >= 0
+        self.recording_ids = window_pos[valid]  # each kept window's position in keep_rec
+        self.split, unit_ids = self._split([kept[j] for j in keep_rec], rec_labels, self.recording_ids)
+        self.split_fingerprint = self.split.fingerprint(unit_ids)
+        unit_part = torch.full((len(unit_ids),), -1, dtype=torch.long)
+        for p, name in enumerate(SPLITS):
+            unit_part[list(getattr(self.split, name))] = p
+        window_part = unit_part if self.split.method == "window" else unit_part[self.recording_ids]
         self.inputs = entry["x"][valid].float()
-        self.targets = torch.tensor(rec_labels, dtype=torch.long)[window_pos[valid]]
-        self.recording_ids = window_pos[valid]
-        window_part = part_of[window_pos[valid]]
+        self.targets = torch.tensor(rec_labels, dtype=torch.long)[self.recording_ids]
         self.indices = {name: torch.nonzero(window_part == p).flatten() for p, name in enumerate(SPLITS)}
-        self.speakers = [kept[j].speaker for j in keep_rec]
+        self.recordings = [kept[j] for j in keep_rec]  # recording_ids index this list
+        self.speakers = [r.speaker for r in self.recordings]
+        self._check_parts()
 
         # One scalar mean/std from the training windows only (no test statistics leak in).
         train_x = self.inputs[self.indices["train"]]
@@ -180,10 +205,11 @@ class AudioDataModule(L.LightningDataModule):
         self.inputs = (self.inputs - self.mean) / self.std
         self._ready = True
         log.info(
-            "%s: %d classes, %d recordings, windows train/val/test = %d/%d/%d",
+            "%s: %d classes, %d recordings, split_by=%s, windows train/val/test = %d/%d/%d",
             self.name,
             self.num_classes,
             len(keep_rec),
+            self.split.method,
             *(len(self.indices[s]) for s in SPLITS),
         )
 
@@ -238,7 +264,7 @@ class AudioDataModule(L.LightningDataModule):
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            generator=torch.Generator().manual_seed(self.order_seed) if train else None,
         )
 
     def unlearning_loader(
@@ -252,7 +278,7 @@ class AudioDataModule(L.LightningDataModule):
         is_forget = torch.isin(data.tensors[1], torch.as_tensor(list(forgotten), dtype=torch.long))
         forget = torch.nonzero(is_forget).flatten() if train_on != "retain" else torch.empty(0)
         retain = torch.nonzero(~is_forget).flatten() if train_on != "forget" else torch.empty(0)
-        sampler = ForgetRetainSampler(forget, retain, retain_fraction, seed=self.seed)
+        sampler = ForgetRetainSampler(forget, retain, retain_fraction, seed=self.order_seed)
         return DataLoader(
             data,
             batch_size=self.batch_size,
@@ -276,6 +302,7 @@ class AudioDataModule(L.LightningDataModule):
             "dataset": self.name,
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
+            "split_by": self.split.method,
             "split_fingerprint": self.split_fingerprint,
             "input_shape": list(self.input_shape),
             "features": self.features.as_dict(),
@@ -292,8 +319,16 @@ class AudioDataModule(L.LightningDataModule):
             self._recording_list = sorted(recs, key=lambda r: str(r.path))
         return self._recording_list
 
-    def _select_classes(self, recordings: list[Recording]) -> list[str]:
-        counts = Counter(r.label for r in recordings)
+    def _unit_counts(self, kept: list[Recording], window_owner: torch.Tensor) -> Counter:
+        """Split units per class: recordings, distinct speakers or windows, as ``split_by`` splits."""
+        if self.split_by_used == "speaker":
+            return Counter(label for label, _ in {(r.label, r.speaker) for r in kept})
+        if self.split_by_used == "window":
+            return Counter(kept[o].label for o in window_owner.tolist())
+        return Counter(r.label for r in kept)
+
+    def _select_classes(self, counts: Counter) -> list[str]:
+        unit = UNITS[self.split_by_used]
         if self.classes is not None:
             unknown = [c for c in self.classes if c not in counts]
             if unknown:
@@ -306,23 +341,79 @@ class AudioDataModule(L.LightningDataModule):
         dropped = [c for c in names if counts[c] < self.min_per_class]
         if dropped:
             log.warning(
-                "%s: dropping %d classes with < %d recordings: %s",
+                "%s: dropping %d classes with < %d %s (split_by=%s): %s",
                 self.name,
                 len(dropped),
                 self.min_per_class,
+                unit,
+                self.split_by_used,
                 dropped[:10],
             )
+        considered = len(names)
         names = [c for c in names if counts[c] >= self.min_per_class]
         if self.max_classes is not None:
-            # the N classes with most recordings (ties broken by name), as the paper did
+            # the N classes with most split units (ties broken by name), as the paper did
             names = sorted(sorted(names), key=lambda c: -counts[c])[: self.max_classes]
         names = sorted(names)
         if len(names) < 2:
-            raise ValueError(f"{self.name}: need at least 2 classes, found {len(names)} ({names})")
+            most = max(counts.values(), default=0)
+            hint = ""
+            if self.split_by_used != "window" and most < self.min_per_class:
+                hint = (
+                    " To split each recording in time instead (e.g. one recording per class), set "
+                    "split_by=window with window=true: windows of one recording are then in train and test."
+                )
+            raise ValueError(
+                f"{self.name}: need at least 2 classes, found {len(names)} ({names}): {len(dropped)} of "
+                f"{considered} classes have fewer than min_per_class={self.min_per_class} {unit} "
+                f"(split_by={self.split_by_used}; the most any class has is {most}), and a class needs "
+                f"3 to put one in each of train, val and test.{hint}"
+            )
         return names
 
+    def _split(
+        self, recordings: list[Recording], labels: list[int], recording_of_window: torch.Tensor
+    ) -> tuple[Split, list[str]]:
+        """The split and the ids of its units (recording paths, or ``path#k`` for window k)."""
+        val, test = self.val_fraction, self.test_fraction
+        paths = [str(r.path) for r in recordings]
+        if self.split_by_used == "window":
+            owners = recording_of_window.tolist()
+            seen: Counter = Counter()
+            ids = []
+            for r in owners:  # a recording's windows are in time order
+                ids.append(f"{paths[r]}#{seen[r]}")
+                seen[r] += 1
+            return time_split(owners, val, test), ids
+        if self.split_by_used == "speaker":
+            speakers = [r.speaker for r in recordings]
+            return speaker_split(labels, speakers, val, test, self.split_seed), paths
+        return stratified_split(labels, val, test, self.split_seed), paths
+
+    def _check_parts(self) -> None:
+        """A model is never trained without a validation and a test set; say which option to change."""
+        sizes = "/".join(str(len(self.indices[s])) for s in SPLITS)
+        empty = [s for s in ("val", "test") if len(self.indices[s]) == 0]
+        if empty:
+            unit = UNITS[self.split.method]
+            raise ValueError(
+                f"{self.name}: the {' and '.join(empty)} split is empty (windows train/val/test = {sizes}, "
+                f"split_by={self.split.method}): a class needs at least 3 {unit} to give train, val and "
+                f"test one each. Set min_per_class >= 3 to drop smaller classes, split_by=window (with "
+                "window=true) to split each recording in time, or val_fraction/test_fraction > 0."
+            )
+        counts = torch.bincount(self.targets[self.indices["test"]], minlength=self.num_classes)
+        untested = [self.class_names[c] for c in torch.nonzero(counts == 0).flatten().tolist()]
+        if untested:
+            log.warning("%s: %d classes have no test windows: %s", self.name, len(untested), untested[:10])
+
     def _settings(self) -> dict:
-        return {"features": self.features.as_dict(), "window": self.window, "max_windows": self.max_windows}
+        return {
+            "features": self.features.as_dict(),
+            "window": self.window,
+            "max_windows": self.max_windows,
+            "min_duration_s": self.min_duration_s,
+        }
 
     def _features(self, recordings: list[Recording] | None = None) -> dict:
         if getattr(self, "_entry", None) is not None:
@@ -347,7 +438,7 @@ class AudioDataModule(L.LightningDataModule):
 
         def clips(rec: Recording) -> list[np.ndarray] | str:
             try:
-                wave = load_mono(rec.path, cfg.sample_rate)
+                wave = load_mono(rec.path, cfg.sample_rate, self.min_duration_s)
             except BadAudioError as err:
                 return str(err)
             return windows(wave, n, self.max_windows) if self.window else [fit_length(wave, n)]

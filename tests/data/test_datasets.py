@@ -58,7 +58,7 @@ def test_fsdd_digit_label_and_same_split_twice(shared_data, feature_cache, fsdd)
     again = FSDDDataModule(shared_data / "fsdd", cache_dir=feature_cache)
     again.setup()
     assert again.split_fingerprint == fsdd.split_fingerprint
-    other_seed = FSDDDataModule(shared_data / "fsdd", cache_dir=feature_cache, seed=1)
+    other_seed = FSDDDataModule(shared_data / "fsdd", cache_dir=feature_cache, split_seed=1)
     other_seed.setup()
     assert other_seed.split_fingerprint != fsdd.split_fingerprint
 
@@ -105,8 +105,11 @@ def test_audiomnist_sample_labels_from_names_and_meta(shared_data, feature_cache
     accents = AudioMNISTDataModule(root, cache_dir=feature_cache, label="accent", min_per_class=1)
     assert {r.label for r in accents._recordings()} >= {"german"}  # 'German' and 'german' merge
     digits = AudioMNISTDataModule(root, cache_dir=feature_cache, label="digit", min_per_class=1)
-    digits.setup()  # 48 kHz → 16 kHz, one clip per digit: all in train
-    assert digits.input_shape == (1, 64, 101) and len(digits.indices["train"]) == 6
+    entry = digits._features()  # 48 kHz → 16 kHz
+    assert tuple(entry["x"].shape) == (6, 1, 64, 101)
+    # one clip per digit cannot give train, val and test one each: no model without a test set
+    with pytest.raises(ValueError, match="val and test split is empty"):
+        digits.setup()
 
 
 def test_accent_archive_from_mp3_fixture(tmp_path, feature_cache):
