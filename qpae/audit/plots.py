@@ -1,31 +1,47 @@
 """Audit figures: loss histograms, membership-inference ROC curves, relearn curves.
 
-They show distributions and curves of whole sets — never a sample's audio or spectrogram.
+They show distributions and curves of whole sets — never a sample's audio or spectrogram, and no
+histogram bar that holds fewer than ``min_clips_per_bin`` clips.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_roc
 
+from qpae.audit.histogram import aggregated_histogram
 from qpae.figures import plt, save
 
 
-def loss_histograms(raws: dict[str, dict], path: Path) -> Path:
-    """Per-sample loss of forget-train vs forget-test vs retain-test, one panel per model."""
-    fig, axes = plt.subplots(1, len(raws), figsize=(3.2 * len(raws), 3), squeeze=False)
+def loss_histograms(raws: dict[str, dict], path: Path, min_clips_per_bin: int = 5) -> Path:
+    """Per-clip loss of forget-train vs forget-test vs retain-test, one panel per model, as
+    aggregates only (:func:`~qpae.audit.histogram.aggregated_histogram`): bins on a fixed grid,
+    adjacent bins merged until every bar holds at least ``min_clips_per_bin`` clips, so that no
+    bar shows one clip's loss (the forgotten person may have ten test clips). Bar heights are
+    densities (share of the set's clips per nat), so sets of different sizes compare."""
+    fig, axes = plt.subplots(1, len(raws), figsize=(3.2 * len(raws), 3.3), squeeze=False)
     for ax, (name, raw) in zip(axes[0], raws.items(), strict=True):
         for key, label in (
             ("loss_forget_train", "forget-train"),
             ("loss_forget_test", "forget-test"),
             ("loss_retain_test", "retain-test"),
         ):
-            ax.hist(raw[key].clamp(max=20).numpy(), bins=30, alpha=0.5, density=True, label=label)
+            values = raw[key].numpy()
+            edges, counts = aggregated_histogram(values, min_clips_per_bin)
+            if len(counts):
+                density = counts / (len(values) * np.diff(edges))
+                ax.stairs(density, edges, fill=True, alpha=0.5, label=label)
         ax.set_title(name)
-        ax.set_xlabel("per-sample loss")
+        ax.set_xlabel("per-clip loss (nats)")
     axes[0][0].legend(fontsize=7)
+    fig.suptitle(
+        f"Aggregated: fixed 0.5-nat bins merged until each bar holds ≥ {min_clips_per_bin} clips "
+        f"(a set with fewer is not shown)",
+        fontsize=8,
+    )
     return save(fig, path)
 
 
@@ -61,10 +77,11 @@ def relearn_curves(raws: dict[str, dict], path: Path) -> Path:
     return save(fig, path)
 
 
-def audit_figures(raws: dict[str, dict], folder: Path) -> dict[str, Path]:
-    """All three audit figures into ``folder``, by name."""
+def audit_figures(raws: dict[str, dict], folder: Path, min_clips_per_bin: int = 5) -> dict[str, Path]:
+    """All three audit figures into ``folder``, by name (histogram bars of at least
+    ``min_clips_per_bin`` clips)."""
     return {
-        "loss_histograms": loss_histograms(raws, folder / "loss_histograms.png"),
+        "loss_histograms": loss_histograms(raws, folder / "loss_histograms.png", min_clips_per_bin),
         "mia_roc": mia_roc(raws, folder / "mia_roc.png"),
         "relearn_curves": relearn_curves(raws, folder / "relearn_curves.png"),
     }
