@@ -16,12 +16,15 @@ from torch import Tensor, nn
 from qpae.audit import measures
 from qpae.audit.probe import few_shot_probe
 from qpae.audit.relearn import relearn_curve, steps_to
-from qpae.checkpoints import build_net, load_model
+from qpae.checkpoints import ModelFile, build_net, load_model, read_model
 from qpae.models.factory import features_and_logits
 
 
 @dataclass(frozen=True)
 class AuditSettings:
+    """How hard the audit probes (relearning budget and steps, probe shots and draws) and how
+    coarsely its figures aggregate the clips."""
+
     relearn_budget: float = 0.05  # share of forget-train clips the attacker relearns from
     relearn_draws: int = 3
     relearn_steps: int = 200
@@ -29,15 +32,25 @@ class AuditSettings:
     relearn_eval_every: int = 1
     probe_shots: int = 3
     probe_draws: int = 5
+    # the loss histograms merge bins until each bar holds this many clips (no single clip shown)
+    min_clips_per_bin: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_clips_per_bin < 1:
+            raise ValueError(f"min_clips_per_bin must be >= 1, got {self.min_clips_per_bin}")
+
+
+def net_of(model: ModelFile) -> nn.Module:
+    """The network of a model file already read, weights loaded, in eval mode."""
+    net = build_net(model.meta)
+    net.load_state_dict(model.state_dict)
+    return net.eval()
 
 
 def load_net(path) -> nn.Module:
     """A model file's network, weights loaded (weights-only, through qpae's factory)."""
-    state, meta = load_model(path)
-    net = build_net(meta)
-    net.load_state_dict(state)
-    return net.eval()
+    return net_of(read_model(path))
 
 
 def random_init_like(path, seed: int) -> nn.Module:

@@ -10,8 +10,9 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from qpae.audit import plots
-from qpae.audit.run import AuditSettings, audit, load_net, random_init_like
-from qpae.checkpoints import load_model, save_json
+from qpae.audit.inputs import audited_classes, read_checked
+from qpae.audit.run import AuditSettings, audit, net_of, random_init_like
+from qpae.checkpoints import save_json
 from qpae.cli.common import CONF_DIR
 from qpae.tracking import log_results
 
@@ -19,43 +20,45 @@ log = logging.getLogger(__name__)
 
 
 def run_audit(cfg: DictConfig) -> dict:
-    """Audit the configured models; write audit.json and the figures into ``output_dir``."""
+    """Audit the configured models; write audit.json and the figures into ``output_dir``.
+
+    Every model file is checked against the dataset (classes, split) and the forget classes are
+    resolved (``forget`` names, ``forget_index`` indices) before any measurement."""
     L.seed_everything(cfg.seed)
+    settings = AuditSettings(**OmegaConf.to_container(cfg.settings, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup()
     paths = {"original": cfg.original, **dict(cfg.unlearned)}
     if cfg.retrain:
         paths["retrain"] = cfg.retrain
-    forget = (
-        list(cfg.forget)
-        if cfg.forget
-        else sorted(
-            {
-                c
-                for name, p in paths.items()
-                if name != "original"
-                for c in load_model(p)[1].get("forgotten_classes", [])
-            }
-        )
+    files = read_checked(paths, datamodule)
+    forget = audited_classes(
+        cfg.get("forget"),
+        cfg.get("forget_index"),
+        datamodule.class_names,
+        {name: f.meta for name, f in files.items() if name != "original"},
     )
-    if not forget:
-        raise ValueError("no forget classes: set forget=[...] or pass unlearned models that record them")
-    models = {name: load_net(p) for name, p in paths.items()}
+    models = {name: net_of(f) for name, f in files.items()}
     if cfg.random_init:
         models["random_init"] = random_init_like(cfg.original, cfg.seed)
-    results, raws = audit(
-        models, datamodule, forget, AuditSettings(**OmegaConf.to_container(cfg.settings, resolve=True))
-    )
+    results, raws = audit(models, datamodule, forget, settings)
     out = Path(cfg.output_dir)
+    names = [datamodule.class_names[c] for c in forget]
     save_json(
         out / "audit.json",
-        {"forget_classes": forget, "models": {k: str(v) for k, v in paths.items()}, "results": results},
+        {
+            "forget_classes": list(forget),
+            "forget_class_names": names,
+            "models": {k: str(v) for k, v in paths.items()},
+            "models_sha256": {k: f.sha256 for k, f in files.items()},
+            "results": results,
+        },
     )
-    figures = plots.audit_figures(raws, out)
+    figures = plots.audit_figures(raws, out, settings.min_clips_per_bin)
     if cfg.wandb:
         rows = [{"model": name, **res} for name, res in results.items()]
-        log_results("audit", out, {"audit": rows}, figures, {"forget_classes": forget})
+        log_results("audit", out, {"audit": rows}, figures, {"forget_classes": list(forget)})
     for name, res in results.items():
         log.info("%-14s %s", name, " ".join(f"{k}={v:.3g}" for k, v in res.items()))
     return results
