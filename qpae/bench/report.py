@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from qpae.checkpoints import write_atomic
 from qpae.figures import plt, save
-from qpae.unlearning.runner import METRIC_ORDER
+from qpae.metrics.unlearning import METRIC_ORDER
 
 FIELDS = ("scenario", "dataset", "method", "variant", "seed", "request")
 
@@ -36,11 +38,19 @@ def flatten(results: list[dict]) -> list[dict]:
     return rows
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` through a temp file in the same folder and one rename (the temp file is
+    removed if anything fails): a reader, or an interrupted run, never sees half a report."""
+    write_atomic(path, text.encode())
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """Every row as CSV (a column per key of the first row), written atomically."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -73,6 +83,16 @@ def retrain_reference(rows: list[dict]) -> dict[tuple, tuple[float, float]]:
     return {k: (_stats([r["RA"] for r in v])[0], _stats([r["FA"] for r in v])[0]) for k, v in ref.items()}
 
 
+# Columns whose definition is not the paper's (arXiv 2507.22208 and its public code).
+DEVIATIONS = (
+    "Columns that differ from the paper's tables: **FRR** is the share of forget-class clips not "
+    "recognised (100 − FA); the paper's public code computes 1 − RA, which repeats RA. **PER** is "
+    "not clipped, so it is negative when FA rises; the public code clips it to [0, 100]. **ERB** is "
+    "qpae's erasure–retention balance 2(100 − FA)·RA/((100 − FA) + RA); the paper's ERB values "
+    "fit 2·FA·RA/(FA + RA), which rises with FA and is shown as **ERB_paper** for comparison only."
+)
+
+
 def markdown(rows: list[dict], schedule: str) -> str:
     ref = retrain_reference(rows)
     by_table: dict[tuple, list] = defaultdict(list)
@@ -87,16 +107,16 @@ def markdown(rows: list[dict], schedule: str) -> str:
         "ΔRA/ΔFA: difference to `retrain` on the same dataset and forget set "
         "(0 is best: retrain is the gold standard).",
         "",
+        DEVIATIONS,
+        "",
     ]
     head = ["method", *METRIC_ORDER, "wall s", "% of pretraining", "ΔRA vs retrain", "ΔFA vs retrain"]
     for (scenario, dataset, forget), entries in sorted(by_table.items()):
         seeds = len(entries[0][2])
-        lines += [
-            f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)",
-            "",
-            "| " + " | ".join(head) + " |",
-            "|" + "---|" * len(head),
-        ]
+        lines += [f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)", ""]
+        if (dataset, forget) not in ref:
+            lines += ["No `retrain` ran on this dataset and forget set: the Δ columns show —.", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         original = entries[0][2]
         lines.append(
             "| original | "
@@ -255,25 +275,46 @@ GAP_COLUMNS = (
 
 
 def gap_table(entries: list[dict], models: list[str]) -> list[str]:
-    """|model − retrain| per measure, averaged over seeds; the smallest gap per column in bold."""
+    """|model − retrain| per measure, averaged over seeds; the smallest gap per column in bold.
+
+    Seeds without a retrain run give no gap; with none at all every cell shows "—" and a line
+    says that no retrain ran."""
     titles = dict(AUDIT_COLUMNS)
-    gaps = {
-        m: {
-            k: _stats([abs(e["results"][m][k] - e["results"]["retrain"][k]) for e in entries])[0]
-            for k in GAP_COLUMNS
-        }
-        for m in models
-    }
+    with_retrain = [e for e in entries if "retrain" in e["results"]]
+
+    def gap(model: str, key: str) -> float:
+        nan = math.nan
+        return _stats(
+            [
+                abs(e["results"].get(model, {}).get(key, nan) - e["results"]["retrain"].get(key, nan))
+                for e in with_retrain
+            ]
+        )[0]
+
+    gaps = {m: {k: gap(m, k) for k in GAP_COLUMNS} for m in models}
     unlearned = [m for m in models if m not in ("original", "random_init")]
-    best = {k: min(unlearned, key=lambda m: gaps[m][k]) for k in GAP_COLUMNS} if unlearned else {}
-    lines = [
+    best = {}
+    for k in GAP_COLUMNS:
+        finite = [m for m in unlearned if not math.isnan(gaps[m][k])]
+        if finite:
+            best[k] = min(finite, key=lambda m: gaps[m][k])
+    intro = (
         "Gap to retrain, |model − retrain| averaged over seeds (smaller is closer; the closest "
-        "unlearning method in bold):",
+        "unlearning method in bold):"
+    )
+    if not with_retrain:
+        intro = "Gap to retrain: no retrain ran for this group, so there is no gap to show (—)."
+    lines = [
+        intro,
         "",
         "| model | " + " | ".join(titles[k] for k in GAP_COLUMNS) + " |",
         "|" + "---|" * (len(GAP_COLUMNS) + 1),
     ]
     for m in models:
-        cells = [f"**{gaps[m][k]:.3g}**" if best.get(k) == m else f"{gaps[m][k]:.3g}" for k in GAP_COLUMNS]
+        cells = []
+        for k in GAP_COLUMNS:
+            value = gaps[m][k]
+            text = "—" if math.isnan(value) else f"{value:.3g}"
+            cells.append(f"**{text}**" if best.get(k) == m else text)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines

@@ -5,20 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from qpae.audit import plots
 from qpae.audit.run import AuditSettings, load_net, random_init_like
 from qpae.audit.run import audit as run_audit
-from qpae.bench.plan import Cell
-from qpae.checkpoints import save_json
+from qpae.bench.plan import Cell, dataset_spec
+from qpae.checkpoints import save_json, sha256_file
 from qpae.cli.common import compose, unlearning_trainer_factory
 from qpae.cli.pretrain import pretrain
+from qpae.unlearning.request import ClassSelection, plan_requests
 from qpae.unlearning.runner import unlearn_request
 
 log = logging.getLogger(__name__)
@@ -27,10 +30,16 @@ QUIET = ["logger=none", "trainer.enable_progress_bar=false", "+trainer.enable_mo
 
 
 class BenchRunner:
-    """Runs cells of one bench profile under ``results_dir``; every result is cached on disk."""
+    """Runs cells of one bench profile under ``results_dir``; every result is cached on disk,
+    keyed by content: a cell by its settings (:meth:`Cell.key`), an audit by its settings and
+    the sha256 of every audited model file."""
 
-    def __init__(self, bench: dict, results_dir: Path, base_overrides: list[str]) -> None:
-        self.bench, self.results_dir, self.base = bench, results_dir, base_overrides
+    def __init__(
+        self, bench: dict, results_dir: Path, base_overrides: list[str], run_overrides: Sequence[str] = ()
+    ) -> None:
+        self.bench, self.results_dir = bench, results_dir
+        self.run_overrides = list(run_overrides)
+        self.base = [*base_overrides, *self.run_overrides]
         self._datamodules: dict[str, object] = {}
 
     def _data_overrides(self, dataset: str) -> list[str]:
@@ -49,13 +58,16 @@ class BenchRunner:
             self._datamodules[dataset] = dm
         return self._datamodules[dataset]
 
-    def num_classes(self) -> dict[str, int]:
-        return {name: self.datamodule(name).num_classes for name in self.bench["datasets"]}
+    def class_names(self) -> dict[str, list[str]]:
+        """Every dataset's class names, which the plan resolves scenario names against."""
+        return {name: list(self.datamodule(name).class_names) for name in self.bench["datasets"]}
 
     def pretrained(self, dataset: str, seed: int) -> Path:
         """The original model of (dataset, seed), trained once; its wall time beside it."""
         spec = self.bench["datasets"][dataset]
-        tag = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+        # the run overrides (e.g. trainer=gpu) shape the model too; the skipped methods do not
+        identity = {"dataset": dataset_spec(self.bench, dataset), "run_overrides": self.run_overrides}
+        tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         path = self.results_dir / "models" / f"{dataset}-{spec['model']}-{tag}-s{seed}.pt"
         timing = path.with_suffix(".json")
         if not timing.exists():
@@ -75,15 +87,13 @@ class BenchRunner:
             save_json(timing, {"pretrain_s": time.perf_counter() - start, "test": metrics})
         return path
 
-    def run(self, cell: Cell) -> dict:
-        """The cell's result, computed now or read back from an earlier run."""
-        out = self.results_dir / "cells" / cell.key
-        done = out / "result.json"
+    def configure(self, cell: Cell) -> tuple[DictConfig, dict]:
+        """The cell's unlearning config and its method's resolved settings."""
         base = [
             *self._data_overrides(cell.dataset),
             f"method={cell.method}",
             f"seed={cell.seed}",
-            f"paths.output_dir={out}",
+            f"paths.output_dir={self.results_dir}/tmp",
         ]
         # shared settings reach only the methods that have them (one-shot SSD has no epochs)
         method_keys = compose("unlearn", base).unlearn
@@ -97,23 +107,37 @@ class BenchRunner:
             epochs = self.bench["datasets"][cell.dataset]["pretrain_epochs"]
             overrides += [f"unlearn.epochs={epochs}", "unlearn.retain_fraction=1.0"]
         cfg = compose("unlearn", overrides)
-        # the resolved method settings belong to the result: editing a method's YAML re-runs its cells
-        settings = OmegaConf.to_container(cfg.unlearn, resolve=True)
+        return cfg, OmegaConf.to_container(cfg.unlearn, resolve=True)
+
+    def run(self, cell: Cell) -> dict:
+        """The cell's result, computed now or read back from an earlier run with the same key."""
+        cfg, settings = self.configure(cell)
+        key = cell.key(settings)
+        out = self.results_dir / "cells" / key
+        done = out / "result.json"
         if done.exists():
             cached = json.loads(done.read_text())
-            if cached.get("method_settings") == settings:
+            # the key is a digest: compare the settings themselves too before trusting it
+            if cached.get("method_settings") == settings and cached.get("context") == cell.context:
                 return cached
-            log.info("%s: method settings changed since the cached run; running it again", cell.key)
+            log.info("%s: cached settings differ from the config's; running it again", key)
+        if out.exists():  # a stale or interrupted run: this folder is the bench's own cache
+            shutil.rmtree(out)
         source = self.pretrained(cell.dataset, cell.seed)
         dm = self.datamodule(cell.dataset)
+        # one datamodule per dataset keeps its features in memory once; each cell's seed orders
+        # its batches and draws its retained subsample
+        dm.order_seed = cell.seed
+        # a pretrained model has forgotten nothing; request k starts from request k-1's model
+        requests = plan_requests([ClassSelection(indices=r) for r in cell.requests], dm.class_names, ())
 
         make_trainer = unlearning_trainer_factory(cfg.trainer, [])
         L.seed_everything(cell.seed, workers=True)
         start, reports, current = time.perf_counter(), [], source
-        for k, request in enumerate(cell.requests, start=1):
+        for k, request in enumerate(requests, start=1):
             method = hydra.utils.instantiate(cfg.unlearn)
             step_dir = out / f"request-{k:02d}"
-            reports.append(unlearn_request(current, list(request), dm, method, make_trainer, step_dir))
+            reports.append(unlearn_request(current, request, dm, method, make_trainer, step_dir))
             current = step_dir / "model.pt"
         result = {
             "cell": {
@@ -125,25 +149,33 @@ class BenchRunner:
                 "requests": [list(r) for r in cell.requests],
                 "overrides": list(cell.overrides),
             },
+            "key": key,
             "reports": reports,
             "wall_s": time.perf_counter() - start,
             "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
             "original": str(source),
             "model": str(current),
             "method_settings": settings,
+            "context": cell.context,
         }
         save_json(done, result)
         return result
 
     def audit(self, key: tuple, models: dict[str, Path], settings: dict) -> dict:
-        """Audit one group's models beside the original and a random-init floor (cached)."""
+        """Audit one group's models beside the original and a random-init floor (cached).
+
+        The cache key is the settings and the sha256 of every audited model file, the original
+        included: a model re-trained into the same path, or a changed setting, audits again."""
         scenario, dataset, seed, forget = key
-        # the key names the audited models and settings: adding a method re-runs the group
-        tag = hashlib.sha256(
-            json.dumps(
-                {"models": {m: str(p) for m, p in models.items()}, "settings": settings}, sort_keys=True
-            ).encode()
-        ).hexdigest()[:8]
+        original = self.pretrained(dataset, seed)
+        settings = {**settings, "seed": seed}
+        files = {"original": original, **models}
+        identity = {
+            "forget": list(forget),
+            "models": {name: sha256_file(path) for name, path in sorted(files.items())},
+            "settings": settings,
+        }
+        tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         done = (
             self.results_dir
             / "audit"
@@ -151,24 +183,25 @@ class BenchRunner:
         )
         figures = done.with_suffix("")
         if done.exists():
-            return {**json.loads(done.read_text()), "figures": str(figures)}
-        original = self.pretrained(dataset, seed)
+            cached = json.loads(done.read_text())
+            if cached.get("identity") == identity:
+                return {**cached, "figures": str(figures)}
         nets = {
             "original": load_net(original),
             **{m: load_net(p) for m, p in sorted(models.items())},
             "random_init": random_init_like(original, seed),
         }
-        results, raws = run_audit(
-            nets, self.datamodule(dataset), forget, AuditSettings(**{**settings, "seed": seed})
-        )
+        audit_settings = AuditSettings(**settings)
+        results, raws = run_audit(nets, self.datamodule(dataset), forget, audit_settings)
         figures.mkdir(parents=True, exist_ok=True)
-        plots.audit_figures(raws, figures)
+        plots.audit_figures(raws, figures, audit_settings.min_clips_per_bin)
         entry = {
             "scenario": scenario,
             "dataset": dataset,
             "seed": seed,
             "forget": list(forget),
             "results": results,
+            "identity": identity,
         }
         save_json(done, entry)
         return {**entry, "figures": str(figures)}

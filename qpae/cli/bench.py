@@ -23,13 +23,14 @@ def bench(cfg: DictConfig) -> Path:
     # resolve everything now: composing the runs' configs replaces Hydra's runtime settings
     spec = OmegaConf.to_container(cfg.bench, resolve=True)
     results_dir, profile = Path(cfg.results_dir).resolve(), cfg.bench_name
-    base = [f"paths.root={Path(cfg.paths.root).resolve()}", *cfg.run_overrides]
+    run_overrides = list(cfg.run_overrides)
     use_wandb = bool(cfg.wandb)
-    runner = BenchRunner(spec, results_dir, base)
-    cells = plan(spec, runner.num_classes())
+    runner = BenchRunner(spec, results_dir, [f"paths.root={Path(cfg.paths.root).resolve()}"], run_overrides)
+    # scenario class names resolve against each dataset's classes: a typo fails here, not mid-run
+    cells = plan(spec, runner.class_names(), run_overrides)
     started, results = time.perf_counter(), []
     for i, cell in enumerate(cells, start=1):
-        log.info("cell %d/%d: %s", i, len(cells), cell.key)
+        log.info("cell %d/%d: %s", i, len(cells), cell.name)
         results.append(runner.run(cell))
     rows = report.flatten(results)
     report.write_csv(rows, results_dir / "results.csv")
@@ -47,7 +48,7 @@ def bench(cfg: DictConfig) -> Path:
             log.info("audit %d/%d: %s", i, len(groups), key)
             audits.append(runner.audit(key, models, audit_spec.get("settings", {})))
         table += report.audit_markdown(audits, audit_spec.get("settings", {}).get("relearn_steps", 200))
-    (results_dir / "report.md").write_text(table)
+    report.write_text(results_dir / "report.md", table)
     images = [
         p
         for p in (
