@@ -167,6 +167,7 @@ class AudioDataModule(L.LightningDataModule):
         self._features()
 
     def setup(self, stage: str | None = None) -> None:
+        """Select classes, split (as ``split_by`` says), and normalise on the training windows."""
         if self._ready:
             return
         recordings = self._recordings()
@@ -180,13 +181,15 @@ class AudioDataModule(L.LightningDataModule):
         index = {c: k for k, c in enumerate(self.class_names)}
         keep_rec = [j for j, r in enumerate(kept) if r.label in index]
         rec_labels = [index[kept[j].label] for j in keep_rec]
+        self.recordings = [kept[j] for j in keep_rec]  # recording_ids index this list
+        self.speakers = [r.speaker for r in self.recordings]
 
         pos_of = torch.full((len(kept),), -1, dtype=torch.long)
         pos_of[torch.tensor(keep_rec, dtype=torch.long)] = torch.arange(len(keep_rec))
         window_pos = pos_of[window_owner]
         valid = window_pos >= 0
         self.recording_ids = window_pos[valid]  # each kept window's position in keep_rec
-        self.split, unit_ids = self._split([kept[j] for j in keep_rec], rec_labels, self.recording_ids)
+        self.split, unit_ids = self._split(self.recordings, rec_labels, self.recording_ids)
         self.split_fingerprint = self.split.fingerprint(unit_ids)
         unit_part = torch.full((len(unit_ids),), -1, dtype=torch.long)
         for p, name in enumerate(SPLITS):
@@ -195,8 +198,6 @@ class AudioDataModule(L.LightningDataModule):
         self.inputs = entry["x"][valid].float()
         self.targets = torch.tensor(rec_labels, dtype=torch.long)[self.recording_ids]
         self.indices = {name: torch.nonzero(window_part == p).flatten() for p, name in enumerate(SPLITS)}
-        self.recordings = [kept[j] for j in keep_rec]  # recording_ids index this list
-        self.speakers = [r.speaker for r in self.recordings]
         self._check_parts()
 
         # One scalar mean/std from the training windows only (no test statistics leak in).

@@ -44,7 +44,6 @@ def test_labels_and_speakers_are_normalised(tmp_path):
 )
 def test_one_label_spelled_two_ways_is_refused_naming_both(tmp_path, spelling, variant):
     rows = write_speakers(tmp_path, {spelling: ["a1", "a2", "a3"], "lucas": ["l1", "l2", "l3"]})
-    rows = [(path, label, s) for path, label, s in rows]
     first = next(i for i, r in enumerate(rows) if r[1] == spelling)
     rows[first + 1] = (rows[first + 1][0], variant, rows[first + 1][2])
     with pytest.raises(LabelCollisionError) as err:
