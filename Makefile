@@ -4,7 +4,8 @@
 #   make demo                                   synthetic corpus: pretrain, then forget one speaker
 #   make test                                   the test suite (what CI runs)
 #   make pretrain DATASET=fsdd MODEL=resnet18 DATA_DIR=../shared/data
-#   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET=0 DATA_DIR=../shared/data
+#   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET=theo DATA_DIR=../shared/data   (by name)
+#   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET_INDEX=0 DATA_DIR=../shared/data (by index)
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 
@@ -17,13 +18,19 @@ TRAINER ?= cpu
 LOGGER  ?= wandb
 METHOD  ?= qpae
 BENCH   ?= cpu
-FORGET  ?= 0
+# What to forget: class names (FORGET=theo or FORGET=theo,lucas) or indices (FORGET_INDEX=0,4).
+FORGET  ?=
+FORGET_INDEX ?=
 # Where the datasets' standard layouts live (empty: the configs' default, ./data).
 DATA_DIR ?=
 # Extra Hydra overrides, e.g. ARGS="trainer.max_epochs=3 seed=1"
 ARGS    ?=
 
 DATA_ARG := $(if $(DATA_DIR),paths.data=$(abspath $(DATA_DIR)),)
+comma := ,
+# names are passed quoted, so that FORGET=01 stays the name "01"; indices are passed as numbers
+FORGET_ARG := $(if $(FORGET),"forget=['$(subst $(comma),'$(comma)',$(FORGET))']",)
+FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install demo pretrain unlearn bench test lint throughput clean
@@ -38,13 +45,13 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m qpae.cli.pretrain experiment=demo logger=$(LOGGER) $(ARGS)
-	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[0]' $(ARGS)
+	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[spk00]' $(ARGS)
 
 pretrain: install
 	$(PY) -m qpae.cli.pretrain dataset=$(DATASET) model=$(MODEL) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
 
 unlearn: install
-	$(PY) -m qpae.cli.unlearn dataset=$(DATASET) model=$(MODEL) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) 'forget=[$(FORGET)]' $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.unlearn dataset=$(DATASET) model=$(MODEL) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
 
 bench: install
 	$(PY) -m qpae.cli.bench bench=$(BENCH) $(if $(DATA_DIR),bench_real_data=$(abspath $(DATA_DIR)),) $(ARGS)

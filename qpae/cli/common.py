@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import secrets
+import time
 from pathlib import Path
 
 import hydra
@@ -25,6 +28,17 @@ def wandb_offline() -> bool:
 
 
 OmegaConf.register_new_resolver("qpae.wandb_offline", wandb_offline, replace=True)
+
+
+@functools.cache
+def run_id() -> str:
+    """This process's run folder name: the start time plus random hex, so that two runs started
+    in the same second never share (and overwrite) one folder. Fixed for the process, so every
+    reference to it (and every DDP rank, which Lightning hands the same run dir) agrees."""
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+
+
+OmegaConf.register_new_resolver("qpae.run_id", run_id, replace=True)
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:

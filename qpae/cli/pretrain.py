@@ -12,16 +12,45 @@ from omegaconf import DictConfig, OmegaConf
 from qpae import __version__
 from qpae.checkpoints import save_model
 from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict, log_config
+from qpae.models.factory import model_from_settings
 
 log = logging.getLogger(__name__)
 
 
 def build_model(cfg: DictConfig, datamodule) -> torch.nn.Module:
-    """The network of ``cfg.model`` sized for the datamodule's classes and feature images."""
+    """The network of ``cfg.model`` sized for the datamodule's classes and feature images, built
+    from qpae's own model names and settings only (as every reader of the model file will)."""
     channels, *image = datamodule.input_shape
-    return hydra.utils.instantiate(
-        cfg.model, num_classes=datamodule.num_classes, in_chans=channels, img_size=tuple(image)
+    return model_from_settings(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        num_classes=datamodule.num_classes,
+        in_chans=channels,
+        img_size=tuple(image),
+        load_pretrained=True,
     )
+
+
+def training_recipe(cfg: DictConfig, trainer: L.Trainer, datamodule) -> dict:
+    """What `retrain` needs to train the same way: optimizer, schedule, epochs actually run."""
+    module = OmegaConf.to_container(cfg.module, resolve=True)
+    optimizer = module.get("optimizer") or {}
+    scheduler = module.get("scheduler")
+    return {
+        "optimizer": {
+            "name": str(optimizer.get("_target_", "")).rsplit(".", 1)[-1],
+            **{k: v for k, v in optimizer.items() if not k.startswith("_")},
+        },
+        "scheduler": None
+        if not scheduler
+        else {
+            "name": str(scheduler.get("_target_", "")).rsplit(".", 1)[-1],
+            **{k: v for k, v in scheduler.items() if not k.startswith("_")},
+        },
+        "epochs": int(trainer.current_epoch),
+        "max_epochs": int(cfg.trainer.max_epochs),
+        "label_smoothing": float(module.get("label_smoothing", 0.0)),
+        "batch_size": int(datamodule.batch_size),
+    }
 
 
 def pretrain(cfg: DictConfig) -> dict:
@@ -41,6 +70,8 @@ def pretrain(cfg: DictConfig) -> dict:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if "test/acc" not in metrics:  # never write a model that was not evaluated
+        raise RuntimeError(f"testing gave no accuracy ({metrics}); no model file was written")
     if trainer.is_global_zero:
         meta = {
             "qpae_version": __version__,
@@ -49,6 +80,7 @@ def pretrain(cfg: DictConfig) -> dict:
             "seed": int(cfg.seed),
             "test_metrics": metrics,
             "normalisation": {"mean": datamodule.mean, "std": datamodule.std},
+            "recipe": training_recipe(cfg, trainer, datamodule),
         }
         digest = save_model(cfg.output, module.net, meta)
         log.info("wrote %s (sha256 %s); test %s", cfg.output, digest[:12], metrics)

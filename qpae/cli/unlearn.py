@@ -17,31 +17,42 @@ from qpae.cli.common import (
     log_config,
     unlearning_trainer_factory,
 )
-from qpae.unlearning.runner import unlearn_request
+from qpae.unlearning.request import selections_from_config
+from qpae.unlearning.runner import check_outputs_free, run_requests
 
 log = logging.getLogger(__name__)
 
 
 def unlearn(cfg: DictConfig) -> list[dict]:
-    """Run ``cfg.requests`` (or the single ``cfg.forget``) in order; each starts from the last."""
+    """Run the requests of ``cfg`` (``forget``, ``forget_index``, ``requests`` or
+    ``requests_index``) in order; each starts from the last one's model."""
+    # bad requests and occupied output folders fail before any data is decoded
+    selections = selections_from_config(
+        cfg.get("forget"), cfg.get("forget_index"), cfg.get("requests"), cfg.get("requests_index")
+    )
+    out_root, source = Path(cfg.output_dir), Path(cfg.input)
+    check_outputs_free([out_root / f"request-{k:02d}" for k in range(1, len(selections) + 1)], source)
+    hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
+
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    requests = [list(r) for r in cfg.requests] if cfg.get("requests") else [list(cfg.forget)]
     loggers = instantiate_dict(cfg.get("logger"))
     log_config(loggers, cfg)
-
     make_trainer = unlearning_trainer_factory(cfg.trainer, loggers)
 
     choices = HydraConfig.get().runtime.choices
     how_to_create = f"make pretrain DATASET={choices.dataset} MODEL={choices.model}"
-    current, out_root, reports = Path(cfg.input), Path(cfg.output_dir), []
-    for k, forget in enumerate(requests, start=1):
-        method = hydra.utils.instantiate(cfg.unlearn)
-        out = out_root if len(requests) == 1 else out_root / f"request-{k:02d}"
-        reports.append(unlearn_request(current, forget, datamodule, method, make_trainer, out, how_to_create))
-        current = out / "model.pt"
+    reports = run_requests(
+        source,
+        selections,
+        datamodule,
+        lambda: hydra.utils.instantiate(cfg.unlearn),
+        make_trainer,
+        out_root,
+        how_to_create,
+    )
     finish_loggers(loggers)
     return reports
 

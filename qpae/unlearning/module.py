@@ -83,6 +83,13 @@ class UnlearnModule(L.LightningModule):
         return self.method.configure_optimizers(self.net.parameters())
 
     # --- measuring ------------------------------------------------------------------------
+    def test_dataloader(self):
+        """The test split, built when Lightning asks for it: under DDP that is after the process
+        group exists, so each process gets its own share without padding duplicates."""
+        if self.data is None:
+            raise RuntimeError("UnlearnModule needs its TrainingData to build the test loader")
+        return self.data.datamodule.test_dataloader()
+
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.net(x)

@@ -7,12 +7,16 @@ audio, features or anything else derived from the forgotten person's data.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
+from dataclasses import dataclass
+from pathlib import Path
 
 import lightning
 import torch
 
 import qpae
+from qpae.checkpoints import read_model
 from qpae.unlearning.request import ForgetRequest
 
 
@@ -35,6 +39,7 @@ def erasure_receipt(
             "forget_classes": list(request.forget_classes),
             "forget_class_names": [class_names[c] for c in request.forget_classes],
             "previously_forgotten": list(request.previously_forgotten),
+            "previously_forgotten_names": [class_names[c] for c in request.previously_forgotten],
             "split_fingerprint": data["split_fingerprint"],
         },
         "method": method,
@@ -47,3 +52,53 @@ def erasure_receipt(
             "python": platform.python_version(),
         },
     }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer of :func:`verify_receipt`: ``ok`` and a one-line reason."""
+
+    ok: bool
+    reason: str
+
+
+def verify_receipt(receipt_path: str | Path, model_path: str | Path) -> Verdict:
+    """Is ``model_path`` exactly the model that ``receipt_path`` describes?
+
+    The file's sha256 must equal the receipt's ``output_sha256`` (so a one-byte edit fails), and
+    the model's own record must agree with the receipt: same dataset and split, and every class
+    the receipt says was forgotten is forgotten in the model.
+    """
+    receipt_path, model_path = Path(receipt_path), Path(model_path)
+    try:
+        receipt = json.loads(receipt_path.read_text(encoding="utf-8"))
+        expected = receipt["weights"]["output_sha256"]
+        request = receipt["request"]
+    except FileNotFoundError:
+        return Verdict(False, f"no receipt at {receipt_path}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return Verdict(False, f"{receipt_path} is not a qpae erasure receipt ({type(err).__name__}: {err})")
+    if not model_path.is_file():
+        return Verdict(False, f"no model file at {model_path}")
+    try:
+        model = read_model(model_path)
+    except ValueError as err:
+        return Verdict(False, str(err))
+    if model.sha256 != expected:
+        return Verdict(
+            False,
+            f"{model_path} has sha256 {model.sha256[:16]}…, the receipt describes {str(expected)[:16]}…: "
+            "not the file the receipt was issued for",
+        )
+    data = model.meta.get("data", {})
+    if data.get("dataset") != request.get("dataset") or data.get("split_fingerprint") != request.get(
+        "split_fingerprint"
+    ):
+        return Verdict(False, "the model's dataset or split differs from the receipt's request")
+    claimed = set(request.get("forget_classes", [])) | set(request.get("previously_forgotten", []))
+    if not claimed <= set(model.meta.get("forgotten_classes", [])):
+        return Verdict(False, "the model does not record every class the receipt says it forgot")
+    names = ", ".join(request.get("forget_class_names", []))
+    return Verdict(
+        True, f"{model_path} matches {receipt_path.name}: forgot {names} (sha256 {expected[:16]}…)"
+    )

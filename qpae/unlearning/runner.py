@@ -1,7 +1,14 @@
-"""One deletion request end to end: check, measure before, unlearn, measure after, write."""
+"""Deletion requests end to end: check everything, measure before, unlearn, measure after, publish.
+
+A run's checks all come before its first training step: the output folders are free, the input
+is a compatible model file, and every request of a sequence resolves (names, indices, classes
+already forgotten, something left to retain). Each request's ``model.pt``, ``metrics.json`` and
+``receipt.json`` are published together (:mod:`qpae.publish`) or not at all.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -9,113 +16,209 @@ from pathlib import Path
 
 import lightning as L
 
-from qpae.checkpoints import build_net, load_model, save_json, save_model, sha256_file
+from qpae.checkpoints import ModelFile, build_net, json_bytes, model_bytes, read_model
 from qpae.data.base import AudioDataModule
+from qpae.metrics.unlearning import METRIC_ORDER
+from qpae.publish import OutputExistsError, ensure_free, publish_files
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.module import UnlearnModule
 from qpae.unlearning.receipt import erasure_receipt
-from qpae.unlearning.request import ForgetRequest
+from qpae.unlearning.request import ClassSelection, ForgetRequest, RequestError, plan_requests
 
 log = logging.getLogger(__name__)
 
-METRIC_ORDER = ("FA", "FAR", "RA", "FRR", "PER", "IL", "ERB")
+OUTPUT_FILES = ("model.pt", "metrics.json", "receipt.json")
 
 
 def check_compatible(meta: dict, datamodule: AudioDataModule, path: Path) -> None:
     """The model file must have been trained on this dataset's classes and split."""
-    data = meta["data"]
-    if data["num_classes"] != datamodule.num_classes:
+    try:
+        data = meta["data"]
+        num_classes, fingerprint = data["num_classes"], data["split_fingerprint"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path} is not a qpae model file: it records no dataset and split") from None
+    if data.get("dataset", datamodule.name) != datamodule.name:
         raise ValueError(
-            f"{path} has {data['num_classes']} classes but {datamodule.name} has "
+            f"{path} was trained on {data['dataset']}, not {datamodule.name}: choose the dataset it was "
+            "trained on"
+        )
+    if num_classes != datamodule.num_classes:
+        raise ValueError(
+            f"{path} has {num_classes} classes but {datamodule.name} has "
             f"{datamodule.num_classes}: it was trained on other data or other settings"
         )
-    if data["split_fingerprint"] != datamodule.split_fingerprint:
+    names = data.get("class_names")
+    if names is not None and list(names) != list(datamodule.class_names):
         raise ValueError(
-            f"{path} was trained on a different train/test split of {datamodule.name} (other seed, "
-            "fractions or files); unlearning must use the split the model was trained with"
+            f"{path} was trained on other classes of {datamodule.name} (or in another order); "
+            "its class indices would name other people here"
         )
+    if fingerprint != datamodule.split_fingerprint:
+        raise ValueError(
+            f"{path} was trained on a different train/test split of {datamodule.name} (other split_seed, "
+            f"split_by, fractions or files: the model's split_by is {data.get('split_by', 'recording')}, "
+            f"this one's {datamodule.split.method}); unlearning must use the split the model was trained with"
+        )
+
+
+def check_outputs_free(output_dirs: Sequence[Path], input_path: Path) -> None:
+    """Refuse, before any work, to write where another run's outputs or this run's input lie."""
+    resolved_input = input_path.resolve()
+    for out in output_dirs:
+        ensure_free(out)
+        if resolved_input.is_relative_to(out.resolve()):
+            raise OutputExistsError(f"the input model {input_path} lies inside the output folder {out}")
+    for root in {out.parent for out in output_dirs}:
+        if resolved_input.is_relative_to(root.resolve()):
+            raise OutputExistsError(f"the output folder {root} holds this run's input {input_path}")
+        leftovers = [name for name in OUTPUT_FILES if (root / name).exists()]
+        if leftovers:
+            raise OutputExistsError(f"{root} already holds another run's outputs ({', '.join(leftovers)})")
 
 
 def unlearn_request(
     input_path: Path,
-    forget: Sequence[int | str],
+    request: ForgetRequest,
     datamodule: AudioDataModule,
     method: UnlearningMethod,
     make_trainer: Callable[..., L.Trainer],
     output_dir: Path,
     how_to_create: str = "make pretrain DATASET=<dataset> MODEL=<model>",
 ) -> dict:
-    """Forget ``forget`` from the model at ``input_path``; write model.pt, metrics.json and
-    receipt.json into ``output_dir`` (only once everything has succeeded). Returns metrics.json."""
-    if not input_path.is_file():
-        raise FileNotFoundError(
-            f"no pretrained model at {input_path}; create it with `{how_to_create}` "
-            "(or point input=... at a model file)"
+    """Forget ``request`` from the model at ``input_path``; publish ``model.pt``, ``metrics.json``
+    and ``receipt.json`` together into ``output_dir`` (which must not exist yet). Returns
+    metrics.json's content."""
+    input_path, output_dir = Path(input_path), Path(output_dir)
+    ensure_free(output_dir)  # the sequence's root was checked by run_requests
+    if input_path.resolve().is_relative_to(output_dir.resolve()):
+        raise OutputExistsError(f"the input model {input_path} lies inside the output folder {output_dir}")
+    model = load_input(input_path, how_to_create)
+    check_compatible(model.meta, datamodule, input_path)
+    forgotten_before = tuple(sorted(model.meta.get("forgotten_classes", [])))
+    if tuple(request.previously_forgotten) != forgotten_before:
+        raise RequestError(
+            f"the request was planned for a model that had forgotten {list(request.previously_forgotten)}, "
+            f"but {input_path} has forgotten {list(forgotten_before)}"
         )
-    state, meta = load_model(input_path)
-    check_compatible(meta, datamodule, input_path)
-    request = ForgetRequest.resolve(forget, datamodule.class_names, meta.get("forgotten_classes", []))
-    train_counts = datamodule.dataset("train").tensors[1].bincount(minlength=datamodule.num_classes)
-    empty = [c for c in request.forget_classes if train_counts[c] == 0]
-    if empty:
-        raise ValueError(f"forget classes {empty} have no training samples to unlearn from")
+    check_training_samples(request, datamodule)
 
-    net = build_net(meta)
-    net.load_state_dict(state)
+    net = build_net(model.meta)
+    net.load_state_dict(model.state_dict)
+    if method.from_scratch:
+        method.adopt_recipe(model.meta.get("recipe"))
     module = UnlearnModule(net, method, request, TrainingData(datamodule, request))
     trainer = make_trainer(max_epochs=method.epochs)
     started = time.perf_counter()
-    trainer.test(module, dataloaders=datamodule.test_dataloader(), verbose=False)
+    # the module's own test_dataloader(): built after DDP's process group exists, so that each
+    # process evaluates its own share of the test set without Lightning's padding duplicates
+    trainer.test(module, verbose=False)
     before = module.last_evaluation
     eval_s = time.perf_counter() - started
     module.start_evaluation("after", fa_before=before["FA"])
     if method.from_scratch:  # retrain: same architecture, fresh (seeded) initialisation
-        module.net.load_state_dict(build_net(meta).state_dict())
+        module.net.load_state_dict(build_net(model.meta).state_dict())
     loader = datamodule.unlearning_loader(request.all_forgotten, method.train_on, method.retain_fraction)
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     fit_s = time.perf_counter() - started
-    trainer.test(module, dataloaders=datamodule.test_dataloader(), verbose=False)
+    trainer.test(module, verbose=False)
     after = module.last_evaluation
 
+    names = datamodule.class_names
     report = {
         "request": {
             "forget_classes": list(request.forget_classes),
-            "forget_class_names": [datamodule.class_names[c] for c in request.forget_classes],
+            "forget_class_names": [names[c] for c in request.forget_classes],
             "previously_forgotten": list(request.previously_forgotten),
+            "previously_forgotten_names": [names[c] for c in request.previously_forgotten],
         },
         "method": method.config(),
         "before": before,
         "after": after,
         "timings_s": {**module.timings, "fit_total_s": fit_s, "evaluation_s": eval_s},
-        "original_test_metrics": meta.get("test_metrics", {}),
+        "original_test_metrics": model.meta.get("test_metrics", {}),
     }
     if trainer.is_global_zero:
-        out_meta = {**meta, "forgotten_classes": list(request.all_forgotten), "unlearned_by": method.config()}
-        output_dir.mkdir(parents=True, exist_ok=True)
-        # order matters: a receipt exists only beside the model and metrics it describes
-        out_sha = save_model(output_dir / "model.pt", module.net, out_meta)
-        save_json(output_dir / "metrics.json", report)
+        out_meta = {
+            **model.meta,
+            "forgotten_classes": list(request.all_forgotten),
+            "unlearned_by": method.config(),
+        }
+        data = model_bytes(module.net, out_meta)
         receipt = erasure_receipt(
             request,
-            datamodule.class_names,
-            meta["data"],
+            names,
+            model.meta["data"],
             method.config(),
-            sha256_file(input_path),
-            out_sha,
+            model.sha256,
+            hashlib.sha256(data).hexdigest(),
             before,
             after,
         )
-        save_json(output_dir / "receipt.json", receipt)
-        log.info("\n%s", format_table(before, after, request, datamodule.class_names))
+        publish_files(
+            output_dir,
+            {"model.pt": data, "metrics.json": json_bytes(report), "receipt.json": json_bytes(receipt)},
+        )
+        log.info("\n%s", format_table(before, after, request, names))
     return report
+
+
+def load_input(input_path: Path, how_to_create: str) -> ModelFile:
+    """The input model file, read once; a missing file says how to create it."""
+    if not input_path.is_file():
+        raise FileNotFoundError(
+            f"no pretrained model at {input_path}; create it with `{how_to_create}` "
+            "(or point input=... at a model file)"
+        )
+    return read_model(input_path)
+
+
+def check_training_samples(request: ForgetRequest, datamodule: AudioDataModule) -> None:
+    train_counts = datamodule.dataset("train").tensors[1].bincount(minlength=datamodule.num_classes)
+    empty = [datamodule.class_names[c] for c in request.forget_classes if train_counts[c] == 0]
+    if empty:
+        raise RequestError(f"forget classes {empty} have no training samples to unlearn from")
+
+
+def run_requests(
+    input_path: Path,
+    selections: Sequence[ClassSelection],
+    datamodule: AudioDataModule,
+    make_method: Callable[[], UnlearningMethod],
+    make_trainer: Callable[..., L.Trainer],
+    output_root: Path,
+    how_to_create: str = "make pretrain DATASET=<dataset> MODEL=<model>",
+) -> list[dict]:
+    """Serve a sequence of requests in order, each starting from the previous one's model.
+
+    Everything that can be checked is checked for the whole sequence before the first request
+    runs: the output folders, the input model, and every request's classes. Request k publishes
+    into ``output_root/request-kk``.
+    """
+    input_path, output_root = Path(input_path), Path(output_root)
+    outputs = [output_root / f"request-{k:02d}" for k in range(1, len(selections) + 1)]
+    check_outputs_free(outputs, input_path)
+    model = load_input(input_path, how_to_create)
+    check_compatible(model.meta, datamodule, input_path)
+    requests = plan_requests(selections, datamodule.class_names, model.meta.get("forgotten_classes", []))
+    for request in requests:
+        check_training_samples(request, datamodule)
+    make_method()  # a bad method setting fails now, not after the first request
+
+    reports, current = [], input_path
+    for request, out in zip(requests, outputs, strict=True):
+        reports.append(
+            unlearn_request(current, request, datamodule, make_method(), make_trainer, out, how_to_create)
+        )
+        current = out / "model.pt"
+    return reports
 
 
 def format_table(before: dict, after: dict, request: ForgetRequest, class_names: list[str]) -> str:
     """The before/after console table, in the paper's column order."""
     names = ", ".join(class_names[c] for c in request.all_forgotten)
-    rows = [f"forgetting {names}", f"{'':8}" + "".join(f"{k:>9}" for k in METRIC_ORDER)]
+    rows = [f"forgetting {names}", f"{'':8}" + "".join(f"{k:>10}" for k in METRIC_ORDER)]
     for tag, values in (("before", before), ("after", after)):
-        cells = "".join(f"{values.get(k, float('nan')):9.2f}" for k in METRIC_ORDER)
+        cells = "".join(f"{'—':>10}" if k not in values else f"{values[k]:10.2f}" for k in METRIC_ORDER)
         rows.append(f"{tag:8}{cells}")
     return "\n".join(rows)

@@ -80,6 +80,10 @@ class UnlearningMethod:
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
         """Edit the model after training (in place)."""
 
+    def adopt_recipe(self, recipe: dict | None) -> None:
+        """Take settings from the original model's pretraining recipe (methods that train from
+        scratch, i.e. retrain); others ignore it."""
+
     def configure_optimizers(self, params):
         """What ``LightningModule.configure_optimizers`` returns."""
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
