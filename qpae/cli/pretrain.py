@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -81,6 +82,14 @@ def pretrain(cfg: DictConfig) -> dict:
             "test_metrics": metrics,
             "normalisation": {"mean": datamodule.mean, "std": datamodule.std},
             "recipe": training_recipe(cfg, trainer, datamodule),
+            # where copies derived from the training data stay after an unlearning request (the
+            # unlearning run lists them): Lightning checkpoints carry optimizer state
+            "training_artifacts": {
+                "lightning_checkpoints": str(Path(trainer.checkpoint_callback.dirpath).resolve())
+                if trainer.checkpoint_callback and trainer.checkpoint_callback.dirpath
+                else None,
+                "feature_cache": str(Path(datamodule.cache_dir).resolve()),
+            },
         }
         digest = save_model(cfg.output, module.net, meta)
         log.info("wrote %s (sha256 %s); test %s", cfg.output, digest[:12], metrics)

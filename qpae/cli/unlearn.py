@@ -10,6 +10,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from qpae.checkpoints import load_model
 from qpae.cli.common import (
     CONF_DIR,
     finish_loggers,
@@ -18,7 +19,7 @@ from qpae.cli.common import (
     unlearning_trainer_factory,
 )
 from qpae.unlearning.request import selections_from_config
-from qpae.unlearning.runner import check_outputs_free, run_requests
+from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, residual_copies, run_requests
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,19 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         how_to_create,
     )
     finish_loggers(loggers)
+    last = out_root / f"request-{len(reports):02d}"
+    log.info(
+        "outputs in %s: %s (one folder per request)\nverify: qpae-verify-receipt %s %s",
+        out_root,
+        ", ".join(OUTPUT_FILES),
+        last / "receipt.json",
+        last / "model.pt",
+    )
+    _, meta = load_model(source)
+    log.warning(
+        "the forgotten classes' data still lies outside the unlearned model, until you remove it:\n  %s",
+        "\n  ".join(residual_copies(meta, datamodule, source)),
+    )
     return reports
 
 

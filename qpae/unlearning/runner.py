@@ -214,6 +214,24 @@ def run_requests(
     return reports
 
 
+def residual_copies(meta: dict, datamodule: AudioDataModule, input_path: Path) -> list[str]:
+    """Places that still hold the forgotten people's data, or a model that recognises them,
+    after an unlearning run: qpae does not delete them (they are the operator's to purge)."""
+    artifacts = meta.get("training_artifacts") or {}
+    cache = artifacts.get("feature_cache") or str(datamodule.cache_dir)
+    out = [
+        f"{cache}: the feature cache holds their log-mel features",
+        f"{input_path}: the input model still recognises them (and every model before it)",
+    ]
+    if artifacts.get("lightning_checkpoints"):
+        out.append(
+            f"{artifacts['lightning_checkpoints']}: pretraining's Lightning checkpoints "
+            "(weights and optimizer state built from their clips)"
+        )
+    out.append(f"{datamodule.data_dir}: the source recordings")
+    return out
+
+
 def format_table(before: dict, after: dict, request: ForgetRequest, class_names: list[str]) -> str:
     """The before/after console table, in the paper's column order."""
     names = ", ".join(class_names[c] for c in request.all_forgotten)

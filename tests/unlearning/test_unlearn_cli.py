@@ -25,10 +25,15 @@ def config(make_config, pretrained, *overrides):
     return make_config("unlearn", *SYNTHETIC_8, f"input={pretrained}", *FAST, *overrides)
 
 
-def test_forget_one_speaker_writes_safe_model_metrics_and_receipt(make_config, pretrained, tmp_path):
+def test_forget_one_speaker_writes_safe_model_metrics_and_receipt(make_config, pretrained, tmp_path, caplog):
     digest = sha256_file(pretrained)
     cfg = config(make_config, pretrained, "forget=[spk00]")
-    [report] = unlearn(cfg)
+    with caplog.at_level("INFO"):
+        [report] = unlearn(cfg)
+    # the user is told where the outputs went and which copies still hold the person's data
+    assert "qpae-verify-receipt" in caplog.text and "request-01" in caplog.text
+    assert "feature cache holds their log-mel features" in caplog.text
+    assert "Lightning checkpoints" in caplog.text and str(pretrained) in caplog.text
     out = tmp_path / "run" / "request-01"
     before, after = report["before"], report["after"]
     assert before["FA"] >= 50 and after["FA"] == 0.0
