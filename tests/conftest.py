@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 # Before any import of timm / wandb: never wait for a hub, never upload.
@@ -14,6 +15,23 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("QPAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_inside_pytest_basetemp(tmp_path_factory):
+    """Everything the code under test puts in the system temp folder (W&B's media and artifact
+    folders, DDP children's files) goes under pytest's own base folder, which pytest removes
+    (pyproject: tmp_path_retention_policy), instead of piling up in /tmp run after run."""
+    folder = tmp_path_factory.mktemp("system-temp")
+    previous, previous_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(folder)
+    os.environ["TMPDIR"] = str(folder)
+    yield folder
+    tempfile.tempdir = previous
+    if previous_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous_env
 
 
 @pytest.fixture(scope="session")

@@ -135,3 +135,36 @@ def test_ddp_on_cpu_matches_single_process(make_config, tmp_path, feature_cache,
     # an odd test set is where a padding sampler would count one clip twice
     assert len(dm.dataset("test")) % 2 == 1
     assert ddp_acc == pytest.approx(single_acc, abs=1e-6)
+
+
+def test_pretraining_stops_at_convergence_and_records_its_recipe(make_config):
+    # a validation loss that must improve by 10 nats an epoch: it stops after patience + 1 epochs
+    cfg = make_config(
+        "pretrain",
+        *SMALL,
+        "model=small_cnn",
+        "logger=none",
+        "trainer.max_epochs=20",
+        "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=10",
+    )
+    pretrain(cfg)
+    _, meta = load_model(cfg.output)
+    recipe = meta["recipe"]
+    assert recipe["epochs"] == 2 and recipe["max_epochs"] == 20
+    assert recipe["optimizer"] == {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4}
+    assert recipe["scheduler"] == {"name": "CosineAnnealingLR", "T_max": 20}
+
+
+def test_a_model_that_was_not_tested_is_never_written(make_config, monkeypatch):
+    cfg = make_config("pretrain", *SMALL, "model=small_cnn", "logger=none", "trainer.max_epochs=1")
+    monkeypatch.setattr(L.Trainer, "test", lambda self, *args, **kwargs: [])
+    with pytest.raises(RuntimeError, match="no model file was written"):
+        pretrain(cfg)
+    assert not Path(cfg.output).exists()
+
+
+def test_a_model_setting_qpae_does_not_know_is_refused_before_training(make_config):
+    cfg = make_config("pretrain", *SMALL, "model=resnet18", "logger=none", "+model.checkpoint_path=/tmp/x")
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        pretrain(cfg)
