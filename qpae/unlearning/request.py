@@ -10,9 +10,10 @@ at index 2?), the request is refused with both readings shown.
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from qpae.data.labels import normalise_label
 
 
 class RequestError(ValueError):
@@ -20,9 +21,9 @@ class RequestError(ValueError):
 
 
 def normalise_name(name: str) -> str:
-    """The form class names are compared in: Unicode NFC, outer whitespace stripped, inner runs
-    of whitespace collapsed to one space (the data layer normalises labels the same way)."""
-    return " ".join(unicodedata.normalize("NFC", name).split())
+    """The form class names are compared in: the data layer's label normalisation (NFC, outer
+    whitespace stripped, inner runs collapsed), so that a request spells names as the data does."""
+    return normalise_label(name)
 
 
 def _describe(value: object) -> str:
