@@ -86,8 +86,8 @@ def retrain_reference(rows: list[dict]) -> dict[tuple, tuple[float, float]]:
 # Columns whose definition is not the paper's (arXiv 2507.22208 and its public code).
 DEVIATIONS = (
     "Columns that differ from the paper's tables: **FRR** is the share of forget-class clips not "
-    "recognised (100 − FA); the paper's public code computes 1 − RA, which repeats RA. **PER** is "
-    "not clipped, so it is negative when FA rises; the public code clips it to [0, 100]. **ERB** is "
+    "recognised (100 − FA); the paper's main public script computes 1 − RA, which repeats RA. **PER** "
+    "is not clipped, so it is negative when FA rises; the public code clips it to [0, 100]. **ERB** is "
     "qpae's erasure–retention balance 2(100 − FA)·RA/((100 − FA) + RA); the paper's ERB values "
     "fit 2·FA·RA/(FA + RA), which rises with FA and is shown as **ERB_paper** for comparison only."
 )

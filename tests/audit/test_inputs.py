@@ -14,7 +14,11 @@ CLASSES = ["ann", "bob", "cy", "dee"]
 
 def fake_datamodule(name="synthetic_speakers", classes=CLASSES, fingerprint="split-a"):
     return SimpleNamespace(
-        name=name, class_names=list(classes), num_classes=len(classes), split_fingerprint=fingerprint
+        name=name,
+        class_names=list(classes),
+        num_classes=len(classes),
+        split_fingerprint=fingerprint,
+        split=SimpleNamespace(method="recording"),
     )
 
 
