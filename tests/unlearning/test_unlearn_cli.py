@@ -37,7 +37,7 @@ def test_forget_one_speaker_writes_safe_model_metrics_and_receipt(make_config, p
     out = tmp_path / "run" / "request-01"
     before, after = report["before"], report["after"]
     assert before["FA"] >= 50 and after["FA"] == 0.0
-    assert after["RA"] >= before["RA"] - 5.0
+    assert after["RA"] >= before["RA"] - 5.0  # seeds 0-3: -1.8 to +1.8 points
     assert after["PER"] == pytest.approx(100.0)
     assert set(after) >= {"FA", "RA", "IL", "PER", "FAR", "FRR", "ERB", "ERB_paper"}
     assert sha256_file(pretrained) == digest  # the input is never modified
@@ -54,9 +54,9 @@ def test_forget_one_speaker_writes_safe_model_metrics_and_receipt(make_config, p
 
 
 def test_two_classes_at_once(make_config, pretrained):
-    # Measured over order seeds 0-3 on two machines: FA 0 for both classes every time; RA within
-    # 0-8 points of the original's (which is ~86-91% on 8 classes, chance 12.5%). The bounds leave
-    # room on both sides: RA must stay far above chance and lose at most 15 points.
+    # Measured with seeds 0-3 (pretraining and unlearning): FA 0 for both classes every time, RA
+    # after 89.6-95.8% (before 87.5-95.8%; chance 12.5%), RA moved by -0.0 to +4.2 points; other
+    # CPUs reproduce other numbers (one saw -4.2). The bounds: far above chance, at most 15 lost.
     [report] = unlearn(config(make_config, pretrained, "forget_index=[1,4]"))
     after, before = report["after"], report["before"]
     assert after["FA_class1"] == 0.0 and after["FA_class4"] == 0.0
@@ -73,6 +73,7 @@ def test_sequential_requests_keep_earlier_classes_forgotten(make_config, pretrai
         assert report["request"]["previously_forgotten"] == forgotten[:-1]
         for c in forgotten:
             assert report["after"][f"FA_class{c}"] == 0.0, (new, c, report["after"])
+    # measured with seeds 0-3: the third request ends 0.4-6.1 points below the original's RA
     assert reports[-1]["after"]["RA"] >= reports[0]["before"]["RA"] - 15.0
     _, meta = load_model(tmp_path / "run" / "request-03" / "model.pt")
     assert meta["forgotten_classes"] == [0, 3, 5]
