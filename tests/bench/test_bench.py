@@ -106,6 +106,10 @@ def test_a_cells_key_follows_its_settings_not_only_its_name():
 def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatch):
     from qpae.bench.run import unlearn_request
 
+    # W&B stages logged tables under $WANDB_DATA_DIR (default ~/.local/share/wandb): keep it here
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+
     cfg = make_config("bench", "bench=smoke", "wandb=true")
     out = bench(cfg)
     with open(out / "results.csv") as fh:

@@ -131,13 +131,18 @@ METHODS = {
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_runs_through_the_same_interface(make_config, pretrained, tmp_path, method):
     cfg = make_config(
-        "unlearn", *SYNTHETIC_8, f"input={pretrained}", "forget=[2]", f"method={method}", *METHODS[method]
+        "unlearn",
+        *SYNTHETIC_8,
+        f"input={pretrained}",
+        "forget_index=[2]",
+        f"method={method}",
+        *METHODS[method],
     )
     [report] = unlearn(cfg)
     _, original_meta = load_model(pretrained)
     # "before" always measures the original model, also for retrain (which starts afresh)
     assert report["before"]["RA"] == pytest.approx(100 * original_meta["test_metrics"]["test/acc"], abs=15)
-    state, meta = load_model(tmp_path / "run" / "model.pt")
+    state, meta = load_model(tmp_path / "run" / "request-01" / "model.pt")
     assert meta["unlearned_by"]["name"] == ("qpae" if method.startswith("qpae") else method)
     assert meta["forgotten_classes"] == [2]
     assert meta["unlearned_by"].get("feature_erasure", False) == (method in ("qpae_features", "qpae_plus"))
