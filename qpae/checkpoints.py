@@ -114,11 +114,13 @@ def save_json(path: str | Path, obj: dict) -> None:
     write_atomic(path, json_bytes(obj))
 
 
-def build_net(meta: dict) -> nn.Module:
+def build_net(meta: dict, initial_weights: bool = False) -> nn.Module:
     """Rebuild the network a model file describes, through qpae's model names and keys only.
 
     The file's model settings are data, not code: no ``_target_`` or timm argument from a file
-    is ever used beyond :data:`qpae.models.factory.MODEL_SETTINGS`.
+    is ever used beyond :data:`qpae.models.factory.MODEL_SETTINGS`. ``initial_weights`` gives the
+    network pretraining started from (ImageNet weights when the settings say
+    ``pretrained: true``, else a fresh initialisation): what retrain starts from.
     """
     from qpae.models.factory import model_from_settings
 

@@ -17,21 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("QPAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+WANDB_DIRS = ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def temp_inside_pytest_basetemp(tmp_path_factory):
-    """Everything the code under test puts in the system temp folder (W&B's media and artifact
-    folders, DDP children's files) goes under pytest's own base folder, which pytest removes
+    """Everything the code under test puts in the system temp folder or W&B's home folders (media,
+    artifact staging, DDP children's files) goes under pytest's own base folder, which pytest removes
     (pyproject: tmp_path_retention_policy), instead of piling up in /tmp run after run."""
     folder = tmp_path_factory.mktemp("system-temp")
-    previous, previous_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    # W&B also stages every logged table under $HOME (~/.local/share/wandb) unless told otherwise
+    env = {"TMPDIR": str(folder)}
+    env |= {var: str(folder / "wandb" / var.lower()) for var in WANDB_DIRS}
+    previous, previous_env = tempfile.tempdir, {k: os.environ.get(k) for k in env}
     tempfile.tempdir = str(folder)
-    os.environ["TMPDIR"] = str(folder)
+    os.environ.update(env)
     yield folder
     tempfile.tempdir = previous
-    if previous_env is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = previous_env
+    for key, value in previous_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

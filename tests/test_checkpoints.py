@@ -56,9 +56,12 @@ def test_a_model_file_cannot_steer_timm(model, message):
         build_net({**META, "model": model})
 
 
-def test_a_model_file_never_fetches_imagenet_weights():
+def test_a_model_file_never_fetches_imagenet_weights_but_retrain_starts_where_pretraining_did():
     meta = {**META, "model": {"name": "resnet18", "pretrained": True}}
     assert isinstance(build_net(meta), torch.nn.Module)  # offline: would raise if it tried the hub
+    # retrain of a model fine-tuned from ImageNet starts from ImageNet too (offline: a clear error)
+    with pytest.raises(RuntimeError, match="ImageNet weights"):
+        build_net(meta, initial_weights=True)
 
 
 def test_something_else_is_not_a_model_file(tmp_path):

@@ -115,8 +115,8 @@ def unlearn_request(
     before = module.last_evaluation
     eval_s = time.perf_counter() - started
     module.start_evaluation("after", fa_before=before["FA"])
-    if method.from_scratch:  # retrain: same architecture, fresh (seeded) initialisation
-        module.net.load_state_dict(build_net(model.meta).state_dict())
+    if method.from_scratch:  # retrain: the same start as pretraining (fresh, or ImageNet weights)
+        module.net.load_state_dict(build_net(model.meta, initial_weights=True).state_dict())
     loader = datamodule.unlearning_loader(request.all_forgotten, method.train_on, method.retain_fraction)
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
