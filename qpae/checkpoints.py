@@ -132,5 +132,9 @@ def build_net(meta: dict, initial_weights: bool = False) -> nn.Module:
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"model file metadata is incomplete ({err!r})") from None
     return model_from_settings(
-        settings, num_classes=num_classes, in_chans=int(channels), img_size=tuple(image)
+        settings,
+        num_classes=num_classes,
+        in_chans=int(channels),
+        img_size=tuple(image),
+        load_pretrained=initial_weights,
     )
