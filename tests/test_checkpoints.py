@@ -56,12 +56,23 @@ def test_a_model_file_cannot_steer_timm(model, message):
         build_net({**META, "model": model})
 
 
-def test_a_model_file_never_fetches_imagenet_weights_but_retrain_starts_where_pretraining_did():
+def test_a_model_file_never_fetches_imagenet_weights_but_retrain_starts_where_pretraining_did(
+    monkeypatch,
+):
+    import timm
+
+    asked = []
+    real = timm.create_model
+    monkeypatch.setattr(
+        timm,
+        "create_model",
+        lambda name, pretrained=False, **kw: asked.append(pretrained) or real(name, **kw),
+    )
     meta = {**META, "model": {"name": "resnet18", "pretrained": True}}
-    assert isinstance(build_net(meta), torch.nn.Module)  # offline: would raise if it tried the hub
-    # retrain of a model fine-tuned from ImageNet starts from ImageNet too (offline: a clear error)
-    with pytest.raises(RuntimeError, match="ImageNet weights"):
-        build_net(meta, initial_weights=True)
+    build_net(meta)  # the file brings its own weights: the hub is never asked
+    build_net(meta, initial_weights=True)  # retrain of an ImageNet fine-tune starts from ImageNet
+    build_net({**meta, "model": {"name": "resnet18", "pretrained": False}}, initial_weights=True)
+    assert asked == [False, True, False]
 
 
 def test_something_else_is_not_a_model_file(tmp_path):

@@ -32,10 +32,23 @@ OmegaConf.register_new_resolver("qpae.wandb_offline", wandb_offline, replace=Tru
 
 @functools.cache
 def run_id() -> str:
-    """This process's run folder name: the start time plus random hex, so that two runs started
-    in the same second never share (and overwrite) one folder. Fixed for the process, so every
-    reference to it (and every DDP rank, which Lightning hands the same run dir) agrees."""
-    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+    """This run's folder name: the start time plus random hex, so that two runs started in the
+    same second never share (and overwrite) one folder.
+
+    Every process of one run must agree on it: Lightning's own DDP launcher hands its children
+    the run folder, and it is exported as ``QPAE_RUN_ID`` for them; processes started by torchrun
+    or SLURM share their launcher's job id instead (set ``QPAE_RUN_ID`` yourself for any other
+    launcher).
+    """
+    shared = os.environ.get("QPAE_RUN_ID")
+    if not shared and os.environ.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        shared = f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
+    if not shared and os.environ.get("SLURM_JOB_ID"):
+        shared = f"slurm-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_STEP_ID', '0')}"
+    if not shared:
+        shared = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+        os.environ["QPAE_RUN_ID"] = shared  # inherited by processes this one starts
+    return shared
 
 
 OmegaConf.register_new_resolver("qpae.run_id", run_id, replace=True)

@@ -98,7 +98,22 @@ def verify_receipt(receipt_path: str | Path, model_path: str | Path) -> Verdict:
     claimed = set(request.get("forget_classes", [])) | set(request.get("previously_forgotten", []))
     if not claimed <= set(model.meta.get("forgotten_classes", [])):
         return Verdict(False, "the model does not record every class the receipt says it forgot")
-    names = ", ".join(request.get("forget_class_names", []))
+    class_names = data.get("class_names") or []
+    for indices, names in (
+        (request.get("forget_classes", []), request.get("forget_class_names")),
+        (request.get("previously_forgotten", []), request.get("previously_forgotten_names")),
+    ):
+        if names is None:  # receipts before version 1.1 carried no names of earlier requests
+            continue
+        try:
+            actual = [class_names[c] for c in indices]
+        except (IndexError, TypeError):
+            return Verdict(False, "the receipt names classes the model does not have")
+        if list(names) != actual:
+            return Verdict(
+                False, f"the receipt names {list(names)} but those classes of the model are {actual}"
+            )
+    names = ", ".join(request.get("forget_class_names") or [])
     return Verdict(
         True, f"{model_path} matches {receipt_path.name}: forgot {names} (sha256 {expected[:16]}…)"
     )

@@ -73,7 +73,14 @@ class ClassSelection:
             RequestError: an unknown name, an out-of-range index, or an ambiguous number.
         """
         names = [normalise_name(c) for c in class_names]
-        lookup = {c: k for k, c in enumerate(names)}
+        lookup: dict[str, int] = {}
+        for k, c in enumerate(names):
+            if c in lookup:  # e.g. "george" and "george " from an older model or another loader
+                raise RequestError(
+                    f"class names {class_names[lookup[c]]!r} and {class_names[k]!r} differ only in "
+                    "spacing or Unicode form: refusing to guess which one is meant"
+                )
+            lookup[c] = k
         listing = _listing(class_names)
         out = []
         if self.indices:

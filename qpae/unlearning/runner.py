@@ -160,6 +160,8 @@ def unlearn_request(
             {"model.pt": data, "metrics.json": json_bytes(report), "receipt.json": json_bytes(receipt)},
         )
         log.info("\n%s", format_table(before, after, request, names))
+    # the next request of a sequence reads this one's model.pt on every rank: wait until it exists
+    trainer.strategy.barrier("qpae-request-published")
     return report
 
 

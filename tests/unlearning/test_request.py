@@ -69,6 +69,11 @@ def test_names_are_matched_after_normalisation():
     assert resolve(["a b", "c"], forget=["a  b"]) == (0,)
 
 
+def test_class_names_that_differ_only_in_spacing_are_never_guessed_between():
+    with pytest.raises(RequestError, match="differ only in spacing"):
+        resolve(["george", "george "], forget=["george"])
+
+
 @pytest.mark.parametrize(
     "keys, message",
     [
