@@ -10,7 +10,6 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from qpae.checkpoints import load_model
 from qpae.cli.common import (
     CONF_DIR,
     finish_loggers,
@@ -19,7 +18,7 @@ from qpae.cli.common import (
     unlearning_trainer_factory,
 )
 from qpae.unlearning.request import selections_from_config
-from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, residual_copies, run_requests
+from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, run_requests
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,6 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         ", ".join(OUTPUT_FILES),
         last / "receipt.json",
         last / "model.pt",
-    )
-    _, meta = load_model(source)
-    log.warning(
-        "the forgotten classes' data still lies outside the unlearned model, until you remove it:\n  %s",
-        "\n  ".join(residual_copies(meta, datamodule, source)),
     )
     return reports
 

@@ -213,18 +213,24 @@ def run_requests(
             unlearn_request(current, request, datamodule, make_method(), make_trainer, out, how_to_create)
         )
         current = out / "model.pt"
+    copies = residual_copies(model.meta, datamodule, [input_path, *(o / "model.pt" for o in outputs[:-1])])
+    log.warning(
+        "unlearning changed the model, not the copies: until you remove them, these still hold the "
+        "forgotten classes' data or recognise them:\n  %s",
+        "\n  ".join(copies),
+    )
     return reports
 
 
-def residual_copies(meta: dict, datamodule: AudioDataModule, input_path: Path) -> list[str]:
+def residual_copies(meta: dict, datamodule: AudioDataModule, earlier_models: Sequence[Path]) -> list[str]:
     """Places that still hold the forgotten people's data, or a model that recognises them,
     after an unlearning run: qpae does not delete them (they are the operator's to purge)."""
     artifacts = meta.get("training_artifacts") or {}
-    cache = artifacts.get("feature_cache") or str(datamodule.cache_dir)
-    out = [
-        f"{cache}: the feature cache holds their log-mel features",
-        f"{input_path}: the input model still recognises them (and every model before it)",
-    ]
+    caches = dict.fromkeys(
+        str(Path(c).resolve()) for c in (artifacts.get("feature_cache"), datamodule.cache_dir) if c
+    )
+    out = [f"{cache}: the feature cache holds their log-mel features" for cache in caches]
+    out += [f"{m}: this model still recognises what later requests forgot" for m in earlier_models]
     if artifacts.get("lightning_checkpoints"):
         out.append(
             f"{artifacts['lightning_checkpoints']}: pretraining's Lightning checkpoints "

@@ -5,7 +5,7 @@ import torch
 
 from qpae.models.factory import classifier_head, create_model
 from qpae.unlearning.methods.qpae import QPAudioEraser
-from qpae.unlearning.request import ForgetRequest
+from qpae.unlearning.request import ClassSelection, ForgetRequest, plan_requests
 
 
 def snapshot(net):
@@ -76,7 +76,8 @@ def test_request_validation():
         ForgetRequest((1,), 3, previously_forgotten=(1,))
     with pytest.raises(ValueError, match="empty"):
         ForgetRequest((), 3)
-    named = ForgetRequest.resolve(["theo", 0], ["george", "jackson", "theo"])
+    # names and indices are resolved by qpae.unlearning.request (tests/unlearning/test_request.py)
+    [named] = plan_requests([ClassSelection(names=("theo", "george"))], ["george", "jackson", "theo"])
     assert named.forget_classes == (0, 2)
     with pytest.raises(ValueError, match="unknown class 'bob'"):
-        ForgetRequest.resolve(["bob"], ["george", "theo"])
+        plan_requests([ClassSelection(names=("bob",))], ["george", "theo"])

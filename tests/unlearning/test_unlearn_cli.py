@@ -65,8 +65,11 @@ def test_two_classes_at_once(make_config, pretrained):
     assert report["request"]["forget_class_names"] == ["spk01", "spk04"]
 
 
-def test_sequential_requests_keep_earlier_classes_forgotten(make_config, pretrained, tmp_path):
-    reports = unlearn(config(make_config, pretrained, "requests=[[spk00],[spk03],[spk05]]"))
+def test_sequential_requests_keep_earlier_classes_forgotten(make_config, pretrained, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        reports = unlearn(config(make_config, pretrained, "requests=[[spk00],[spk03],[spk05]]"))
+    # the intermediate models still recognise what later requests forgot: the user is told
+    assert f"{tmp_path / 'run' / 'request-02' / 'model.pt'}: this model still recognises" in caplog.text
     forgotten = []
     for report, new in zip(reports, (0, 3, 5), strict=True):
         forgotten.append(new)
