@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qpae.publish import remove_stale_leftovers, temp_prefix
+
 
 @dataclass(frozen=True)
 class ModelFile:
@@ -50,7 +52,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     temp file is removed if anything fails, so a reader sees the whole file or none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_leftovers(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -10,6 +10,7 @@ outputs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -42,7 +43,7 @@ def publish_files(final: str | Path, files: Mapping[str, bytes]) -> Path:
     final = Path(final)
     ensure_free(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(final)
+    remove_stale_leftovers(final.parent)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=_staging_prefix(final, os.getpid())))
     try:
         for name, data in files.items():
@@ -67,15 +68,34 @@ def _staging_prefix(final: Path, pid: int) -> str:
     return f".{final.name}.staging-{pid}-"
 
 
-def _remove_stale_staging(final: Path) -> None:
-    """Remove staging folders that killed runs (SIGKILL, power loss) left beside ``final``."""
-    for folder in final.parent.glob(f".{final.name}.staging-*"):
-        try:
-            pid = int(folder.name.removeprefix(f".{final.name}.staging-").split("-", 1)[0])
-        except ValueError:
-            continue
-        if not _alive(pid):
-            shutil.rmtree(folder, ignore_errors=True)
+def temp_prefix(name: str) -> str:
+    """The prefix of this process's temp file for ``name`` (``mkstemp(prefix=..., suffix=".tmp")``):
+    hidden, and carrying the pid so that a later run can tell a dead writer's leftovers."""
+    return f".{name}.{os.getpid()}."
+
+
+# leftovers of a killed writer: staging folders and temp files that name their process
+_STAGING = re.compile(r"^\..+\.staging-(?P<pid>\d+)-[^/]*$")
+_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^./]+\.tmp$")
+
+
+def remove_stale_leftovers(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Remove the staging folders and temp files that killed processes (SIGKILL, power loss)
+    left in ``folder`` (and below it, if ``recursive``); a live process's are kept. A staging
+    folder can hold a complete model without its receipt, so it must not linger."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in list(folder.rglob(".*") if recursive else folder.glob(".*")):
+        match = _STAGING.match(entry.name) if entry.is_dir() else _TEMP.match(entry.name)
+        if match and not _alive(int(match["pid"])):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def _alive(pid: int) -> bool:

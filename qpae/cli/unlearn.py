@@ -17,6 +17,7 @@ from qpae.cli.common import (
     log_config,
     unlearning_trainer_factory,
 )
+from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.request import selections_from_config
 from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, run_requests
 
@@ -31,6 +32,9 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         cfg.get("forget"), cfg.get("forget_index"), cfg.get("requests"), cfg.get("requests_index")
     )
     out_root, source = Path(cfg.output_dir), Path(cfg.input)
+    # staging folders of killed runs may hold a model without its receipt: remove them first
+    for leftover in remove_stale_leftovers(cfg.paths.runs, recursive=True):
+        log.warning("removed %s, left by a killed run", leftover)
     check_outputs_free([out_root / f"request-{k:02d}" for k in range(1, len(selections) + 1)], source)
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from qpae.publish import remove_stale_leftovers, temp_prefix
+
 log = logging.getLogger(__name__)
 
 # 2: the dB floor is per clip (version 1 floored each chunk of 512 clips at its loudest clip)
@@ -48,7 +50,8 @@ def load(path: Path) -> dict | None:
 def save(path: Path, entry: dict) -> None:
     """Write atomically (temp file + rename) so that a killed run leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    remove_stale_leftovers(path.parent)  # a killed run's half-written features
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     os.close(fd)
     try:
         torch.save(entry, tmp)
