@@ -84,8 +84,17 @@ def test_resume_continues_from_last_checkpoint(make_config, tmp_path):
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.exists()
     steps_one_epoch = torch.load(last, weights_only=True)["global_step"]
+    again = make_config("pretrain", *SMALL, "model=small_cnn", "logger=csv", "trainer.max_epochs=2")
+    with pytest.raises(FileExistsError, match="overwrite=true"):
+        pretrain(again)  # before any work: the model file receipts name is never replaced silently
     resumed = make_config(
-        "pretrain", *SMALL, "model=small_cnn", "logger=csv", "trainer.max_epochs=2", f"ckpt_path={last}"
+        "pretrain",
+        *SMALL,
+        "model=small_cnn",
+        "logger=csv",
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+        "overwrite=true",
     )
     pretrain(resumed)
     assert torch.load(last, weights_only=True)["global_step"] == 2 * steps_one_epoch

@@ -21,6 +21,7 @@ from qpae.bench.plan import Cell, dataset_spec
 from qpae.checkpoints import save_json, sha256_file
 from qpae.cli.common import compose, unlearning_trainer_factory
 from qpae.cli.pretrain import pretrain
+from qpae.data.cache import FORMAT_VERSION as FEATURE_FORMAT_VERSION
 from qpae.unlearning.request import ClassSelection, plan_requests
 from qpae.unlearning.runner import unlearn_request
 
@@ -63,25 +64,33 @@ class BenchRunner:
         return {name: list(self.datamodule(name).class_names) for name in self.bench["datasets"]}
 
     def pretrained(self, dataset: str, seed: int) -> Path:
-        """The original model of (dataset, seed), trained once; its wall time beside it."""
+        """The original model of (dataset, seed), trained once; its wall time beside it.
+
+        Its file name carries a digest of everything that decides it: the dataset spec, the run
+        overrides (e.g. trainer=gpu), the composed pretraining recipe (model, optimizer, trainer,
+        callbacks such as early stopping, dataset settings) and the feature format version."""
         spec = self.bench["datasets"][dataset]
-        # the run overrides (e.g. trainer=gpu) shape the model too; the skipped methods do not
-        identity = {"dataset": dataset_spec(self.bench, dataset), "run_overrides": self.run_overrides}
-        tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        cfg = compose(
+            "pretrain",
+            [
+                *self._data_overrides(dataset),
+                f"seed={seed}",
+                f"trainer.max_epochs={spec['pretrain_epochs']}",
+                f"paths.output_dir={self.results_dir}/pretrain/{dataset}-s{seed}",
+                "overwrite=true",  # the bench's own cache: a model without its timing is re-made
+            ],
+        )
+        identity = {
+            "dataset": dataset_spec(self.bench, dataset),
+            "run_overrides": self.run_overrides,
+            "recipe": pretraining_identity(cfg),
+            "feature_format": FEATURE_FORMAT_VERSION,
+        }
+        tag = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         path = self.results_dir / "models" / f"{dataset}-{spec['model']}-{tag}-s{seed}.pt"
         timing = path.with_suffix(".json")
         if not timing.exists():
-            epochs = self.bench["datasets"][dataset]["pretrain_epochs"]
-            cfg = compose(
-                "pretrain",
-                [
-                    *self._data_overrides(dataset),
-                    f"seed={seed}",
-                    f"trainer.max_epochs={epochs}",
-                    f"output={path}",
-                    f"paths.output_dir={self.results_dir}/pretrain/{dataset}-s{seed}",
-                ],
-            )
+            OmegaConf.update(cfg, "output", str(path))
             start = time.perf_counter()
             metrics = pretrain(cfg)
             save_json(timing, {"pretrain_s": time.perf_counter() - start, "test": metrics})
@@ -103,27 +112,33 @@ class BenchRunner:
             if o.split("=", 1)[0].removeprefix("unlearn.") in method_keys
         ]
         overrides = [*base, *shared, *cell.overrides]
-        if cell.method == "retrain":  # the same recipe as pretraining, from scratch, all retained data
-            epochs = self.bench["datasets"][cell.dataset]["pretrain_epochs"]
-            overrides += [f"unlearn.epochs={epochs}", "unlearn.retain_fraction=1.0"]
+        if cell.method == "retrain":
+            # the original's recorded pretraining recipe (epochs actually run, optimizer, schedule),
+            # never the bench's shared unlearning schedule; all retained data
+            overrides += ["unlearn.epochs=null", "unlearn.retain_fraction=1.0"]
         cfg = compose("unlearn", overrides)
         return cfg, OmegaConf.to_container(cfg.unlearn, resolve=True)
 
     def run(self, cell: Cell) -> dict:
         """The cell's result, computed now or read back from an earlier run with the same key."""
         cfg, settings = self.configure(cell)
-        key = cell.key(settings)
+        source = self.pretrained(cell.dataset, cell.seed)
+        original_sha256 = sha256_file(source)  # a re-trained original re-runs its cells
+        key = cell.key({"method": settings, "original_sha256": original_sha256})
         out = self.results_dir / "cells" / key
         done = out / "result.json"
         if done.exists():
             cached = json.loads(done.read_text())
             # the key is a digest: compare the settings themselves too before trusting it
-            if cached.get("method_settings") == settings and cached.get("context") == cell.context:
+            if (
+                cached.get("method_settings") == settings
+                and cached.get("context") == cell.context
+                and cached.get("original_sha256") == original_sha256
+            ):
                 return cached
             log.info("%s: cached settings differ from the config's; running it again", key)
         if out.exists():  # a stale or interrupted run: this folder is the bench's own cache
             shutil.rmtree(out)
-        source = self.pretrained(cell.dataset, cell.seed)
         dm = self.datamodule(cell.dataset)
         # one datamodule per dataset keeps its features in memory once; each cell's seed orders
         # its batches and draws its retained subsample
@@ -154,6 +169,7 @@ class BenchRunner:
             "wall_s": time.perf_counter() - start,
             "pretrain_s": json.loads(source.with_suffix(".json").read_text())["pretrain_s"],
             "original": str(source),
+            "original_sha256": original_sha256,
             "model": str(current),
             "method_settings": settings,
             "context": cell.context,
@@ -205,6 +221,23 @@ class BenchRunner:
         }
         save_json(done, entry)
         return {**entry, "figures": str(figures)}
+
+
+def pretraining_identity(cfg: DictConfig) -> dict:
+    """The parts of a composed pretraining config that decide the model, without the paths that
+    only say where things are written."""
+    resolved = {
+        group: OmegaConf.to_container(cfg[group], resolve=True)
+        for group in ("model", "module", "trainer", "callbacks", "dataset")
+        if cfg.get(group) is not None
+    }
+    resolved["trainer"].pop("default_root_dir", None)
+    for callback in (resolved.get("callbacks") or {}).values():
+        if isinstance(callback, dict):
+            callback.pop("dirpath", None)
+    for key in ("data_dir", "cache_dir"):
+        resolved["dataset"].pop(key, None)
+    return resolved
 
 
 def audit_groups(

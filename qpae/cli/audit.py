@@ -14,6 +14,7 @@ from qpae.audit.inputs import audited_classes, read_checked
 from qpae.audit.run import AuditSettings, audit, net_of, random_init_like
 from qpae.checkpoints import save_json
 from qpae.cli.common import CONF_DIR
+from qpae.publish import OutputExistsError
 from qpae.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ def run_audit(cfg: DictConfig) -> dict:
 
     Every model file is checked against the dataset (classes, split) and the forget classes are
     resolved (``forget`` names, ``forget_index`` indices) before any measurement."""
+    out = Path(cfg.output_dir)
+    if (out / "audit.json").exists():
+        raise OutputExistsError(f"{out} already holds an audit (audit.json); choose a new output folder")
     L.seed_everything(cfg.seed)
     settings = AuditSettings(**OmegaConf.to_container(cfg.settings, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.dataset)
@@ -43,7 +47,6 @@ def run_audit(cfg: DictConfig) -> dict:
     if cfg.random_init:
         models["random_init"] = random_init_like(cfg.original, cfg.seed)
     results, raws = audit(models, datamodule, forget, settings)
-    out = Path(cfg.output_dir)
     names = [datamodule.class_names[c] for c in forget]
     save_json(
         out / "audit.json",

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from qpae import __version__
-from qpae.checkpoints import save_model
+from qpae.checkpoints import save_model, sha256_file
 from qpae.cli.common import CONF_DIR, finish_loggers, instantiate_dict, log_config
 from qpae.models.factory import model_from_settings
 
@@ -56,6 +56,13 @@ def training_recipe(cfg: DictConfig, trainer: L.Trainer, datamodule) -> dict:
 
 def pretrain(cfg: DictConfig) -> dict:
     """Train, test the best checkpoint, write the weights-only model file; return test metrics."""
+    output = Path(cfg.output)
+    if output.exists() and not cfg.get("overwrite", False):
+        # earlier receipts name this file by hash, and later requests start from it by default
+        raise FileExistsError(
+            f"{output} already exists (sha256 {sha256_file(output)[:12]}…); qpae does not replace a model "
+            "silently. Choose another output=…, or pass overwrite=true to replace it."
+        )
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()

@@ -9,6 +9,7 @@ import torch
 from qpae.checkpoints import load_model
 from qpae.cli.audit import run_audit
 from qpae.cli.unlearn import unlearn
+from qpae.publish import OutputExistsError
 
 from conftest import SYNTHETIC_8
 
@@ -240,3 +241,12 @@ def test_no_forget_data_is_written_or_uploaded(make_config, pretrained, tmp_path
         "metrics",
         "versions",
     }
+
+
+def test_an_earlier_audit_is_never_overwritten(make_config, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "audit.json").write_text('{"earlier": true}')
+    cfg = make_config("audit", *SYNTHETIC_8[:4], "model=small_cnn", f"original={tmp_path}/none.pt")
+    with pytest.raises(OutputExistsError, match="already holds an audit"):
+        run_audit(cfg)
+    assert (tmp_path / "run" / "audit.json").read_text() == '{"earlier": true}'

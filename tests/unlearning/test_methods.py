@@ -152,3 +152,25 @@ def test_every_method_runs_through_the_same_interface(make_config, pretrained, t
         original, _ = load_model(pretrained)
         w0, w1 = original["head.weight"].flatten(), state["head.weight"].flatten()
         assert torch.corrcoef(torch.stack([w0, w1]))[0, 1].abs() < 0.5  # not a fine-tuned copy
+
+
+def test_retrain_takes_the_recipe_and_an_override_keeps_the_schedules_shape():
+    from qpae.unlearning.methods.retrain import Retrain
+
+    recipe = {
+        "optimizer": {"name": "AdamW", "lr": 1e-3, "weight_decay": 1e-4},
+        "scheduler": {"name": "CosineAnnealingLR", "T_max": 50},
+        "epochs": 12,
+        "label_smoothing": 0.1,
+    }
+    method = Retrain()
+    method.adopt_recipe(recipe)
+    assert (method.epochs, method.scheduler["T_max"], method.label_smoothing) == (12, 50, 0.1)
+    shorter = Retrain(epochs=5, lr=3e-4)
+    shorter.adopt_recipe(recipe)
+    assert shorter.epochs == shorter.scheduler["T_max"] == 5
+    assert shorter.optimizer_settings == {"lr": 3e-4, "weight_decay": 1e-4}
+    with pytest.raises(ValueError, match="records none"):
+        Retrain().adopt_recipe(None)
+    with pytest.raises(ValueError, match="not one of"):
+        Retrain().adopt_recipe({**recipe, "optimizer": {"name": "os.system"}})

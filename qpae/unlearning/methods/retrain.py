@@ -68,6 +68,8 @@ class Retrain(UnlearningMethod):
         self.lr = settings.get("lr", self.lr)
         self.weight_decay = settings.get("weight_decay", self.weight_decay)
         self.scheduler = dict(scheduler) if scheduler else None
+        if self.scheduler and self.overrides["epochs"] is not None:
+            self.scheduler["T_max"] = epochs  # another length: the same cosine shape over it
         self.label_smoothing = float(recipe.get("label_smoothing", 0.0))
         self.recipe_adopted = bool(recipe)
 
