@@ -18,10 +18,11 @@ from qpae.figures import plt, save
 
 def loss_histograms(raws: dict[str, dict], path: Path, min_clips_per_bin: int = 5) -> Path:
     """Per-clip loss of forget-train vs forget-test vs retain-test, one panel per model, as
-    aggregates only (:func:`~qpae.audit.histogram.aggregated_histogram`): bins on a fixed grid,
-    adjacent bins merged until every bar holds at least ``min_clips_per_bin`` clips, so that no
-    bar shows one clip's loss (the forgotten person may have ten test clips). Bar heights are
-    densities (share of the set's clips per nat), so sets of different sizes compare."""
+    aggregates only (:func:`~qpae.audit.histogram.aggregated_histogram`): a fixed 2-nat grid
+    that does not depend on the data, and every bin of fewer than ``min_clips_per_bin`` clips
+    left empty, so that no bar shows where one clip's loss lies (the forgotten person may have
+    ten test clips). Bar heights are densities (share of the set's clips per nat), so sets of
+    different sizes compare; the legend says how many clips sparse bins held."""
     fig, axes = plt.subplots(1, len(raws), figsize=(3.2 * len(raws), 3.3), squeeze=False)
     for ax, (name, raw) in zip(axes[0], raws.items(), strict=True):
         for key, label in (
@@ -30,16 +31,14 @@ def loss_histograms(raws: dict[str, dict], path: Path, min_clips_per_bin: int = 
             ("loss_retain_test", "retain-test"),
         ):
             values = raw[key].numpy()
-            edges, counts = aggregated_histogram(values, min_clips_per_bin)
-            if len(counts):
-                density = counts / (len(values) * np.diff(edges))
-                ax.stairs(density, edges, fill=True, alpha=0.5, label=label)
+            edges, counts, hidden = aggregated_histogram(values, min_clips_per_bin)
+            density = counts / (max(len(values), 1) * np.diff(edges))
+            ax.stairs(density, edges, fill=True, alpha=0.5, label=f"{label} ({hidden} in sparse bins)")
         ax.set_title(name)
         ax.set_xlabel("per-clip loss (nats)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(
-        f"Aggregated: fixed 0.5-nat bins merged until each bar holds ≥ {min_clips_per_bin} clips "
-        f"(a set with fewer is not shown)",
+        f"Aggregated: fixed 2-nat bins; bins of fewer than {min_clips_per_bin} clips are left empty",
         fontsize=8,
     )
     return save(fig, path)
