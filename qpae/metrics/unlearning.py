@@ -8,9 +8,21 @@ Every metric takes the forget classes ``F`` in its constructor and is updated wi
   softmax twice, so pass logits.
 * ``target``: integer labels ``[N]``.
 
-All values are percentages (0-100), as in the paper's tables. States are sums with
-``dist_reduce_fx="sum"``, so they synchronise across DDP processes; ``update`` only accumulates and
-``compute`` only divides.
+All values are percentages (0-100), as in the paper's tables.
+
+Structure (torchmetrics' own): one base declares the six sums of
+:class:`~qpae.metrics.functional.UnlearningCounts` as states with ``dist_reduce_fx="sum"`` and
+updates them all with :func:`~qpae.metrics.functional.unlearning_counts`; each metric is a thin
+subclass whose ``compute`` is one of the pure functional forms of :mod:`qpae.metrics.functional`.
+So the states synchronise exactly across DDP processes, ``update`` only accumulates and
+``compute`` only divides, and the functional forms on all logits at once give the same numbers.
+
+Because every metric has the same states, a :class:`~torchmetrics.MetricCollection` of them
+shares one set: :func:`unlearning_metrics` declares a single compute group, so each ``update``
+runs once for the whole collection and every metric reads the same counts. (Left to itself,
+``MetricCollection`` finds the same group by comparing the states after the first ``update`` —
+which would also merge metrics of *different* forget classes whose first-batch counts happen to
+coincide; build such collections with ``compute_groups=False``.)
 
 Empty cases: when no relevant sample has been seen (e.g. no forget sample for ``FA``, no retained
 sample for ``RA``), ``compute`` returns ``NaN`` instead of raising; ``ERB`` and ``ERB_paper`` are
@@ -28,14 +40,22 @@ paper's Table 2 values fit, ``2·FA·RA/(FA+RA)``.
 
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
+
+from qpae.metrics.functional import (
+    COUNT_NAMES,
+    UnlearningCounts,
+    check_fa_before,
+    check_forget_classes,
+    erb,
+    erb_paper,
+    unlearning_counts,
+)
 
 __all__ = [
     "ERB",
@@ -56,13 +76,10 @@ __all__ = [
 METRIC_ORDER = ("FA", "FAR", "RA", "FRR", "PER", "IL", "ERB", "ERB_paper")
 
 
-def _percent(numerator: Tensor, denominator: Tensor) -> Tensor:
-    """``100 * numerator / denominator`` as a float tensor; ``0 / 0`` gives ``NaN``."""
-    return 100.0 * numerator.float() / denominator.float()
-
-
-class _ForgetSetMetric(Metric):
-    """Base class: validates the forget set and the ``update`` inputs.
+class _UnlearningCountsMetric(Metric):
+    """Base of every unlearning metric: the forget set, and the six sums of
+    :class:`~qpae.metrics.functional.UnlearningCounts` as ``"sum"``-reduced states, declared and
+    updated here once. Subclasses only implement ``compute``.
 
     Args:
         forget_classes: the classes being forgotten (non-empty, non-negative ints; duplicates are
@@ -76,78 +93,46 @@ class _ForgetSetMetric(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 100.0
+    forget_correct: Tensor
+    forget_total: Tensor
+    retain_correct: Tensor
+    retain_total: Tensor
+    retain_as_forget: Tensor
+    forget_prob_sum: Tensor
 
     def __init__(self, forget_classes: Sequence[int], validate_args: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(forget_classes, Tensor):
-            forget_classes = forget_classes.flatten().tolist()
-        classes: set[int] = set()
-        for c in forget_classes:
-            try:
-                idx = operator.index(c)
-            except TypeError:
-                raise TypeError(f"forget_classes must contain ints, got {c!r}") from None
-            if idx < 0:
-                raise ValueError(f"forget_classes must be non-negative, got {idx}")
-            classes.add(idx)
-        if not classes:
-            raise ValueError("forget_classes is empty")
-        self.forget_classes: tuple[int, ...] = tuple(sorted(classes))
+        self.forget_classes: tuple[int, ...] = check_forget_classes(forget_classes)
         self.validate_args = validate_args
+        for name in COUNT_NAMES:
+            default = torch.tensor(0.0) if name == "forget_prob_sum" else torch.tensor(0)
+            self.add_state(name, default=default, dist_reduce_fx="sum")
 
-    def _split(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        """Validate inputs; return ``(predicted class [N], is_forget mask [N])``."""
-        if preds.dim() != 2:
-            raise ValueError(f"preds must be 2-D [N, K] logits, got shape {tuple(preds.shape)}")
-        num_classes = preds.shape[1]
-        if num_classes <= self.forget_classes[-1]:
-            raise ValueError(
-                f"preds has K={num_classes} classes but forget class {self.forget_classes[-1]} needs K > that"
-            )
-        if target.dim() != 1 or target.shape[0] != preds.shape[0]:
-            raise ValueError(
-                f"target must be 1-D with {preds.shape[0]} labels (like preds), "
-                f"got shape {tuple(target.shape)}"
-            )
-        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-            raise ValueError(f"target must hold integer labels, got dtype {target.dtype}")
-        if self.validate_args and target.numel():
-            low, high = int(target.min()), int(target.max())
-            if low < 0 or high >= num_classes:
-                raise ValueError(f"target labels must lie in [0, {num_classes}), got [{low}, {high}]")
-        forget = torch.tensor(self.forget_classes, device=target.device)
-        return preds.argmax(dim=1), torch.isin(target, forget)
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
+        batch = unlearning_counts(preds, target, self.forget_classes, self.validate_args)
+        for name, value in zip(COUNT_NAMES, batch, strict=True):
+            state = getattr(self, name)
+            setattr(self, name, state + value.to(state.dtype))
 
-    def _count(self, name: str) -> None:
-        self.add_state(name, default=torch.tensor(0), dist_reduce_fx="sum")
+    def counts(self) -> UnlearningCounts:
+        """The accumulated sums (this process's own, unless called inside ``compute``)."""
+        return UnlearningCounts(*(getattr(self, name) for name in COUNT_NAMES))
 
 
-class ForgetAccuracy(_ForgetSetMetric):
+class ForgetAccuracy(_UnlearningCountsMetric):
     """FA: accuracy (percent) on samples whose target is a forget class. ``NaN`` if none seen.
 
     ``FA = 100 * #{i : y_i in F, argmax(preds_i) == y_i} / #{i : y_i in F}``; lower is better.
     """
 
     higher_is_better = False
-    forget_correct: Tensor
-    forget_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        self._count("forget_correct")
-        self._count("forget_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        self.forget_correct += ((pred == target) & is_forget).sum()
-        self.forget_total += is_forget.sum()
 
     def compute(self) -> Tensor:
-        return _percent(self.forget_correct, self.forget_total)
+        return self.counts().forget_accuracy()
 
 
-class RetainAccuracy(_ForgetSetMetric):
+class RetainAccuracy(_UnlearningCountsMetric):
     """RA: accuracy (percent) on samples whose target is not a forget class. ``NaN`` if none seen.
 
     ``RA = 100 * #{i : y_i not in F, argmax(preds_i) == y_i} / #{i : y_i not in F}``; higher is
@@ -155,25 +140,12 @@ class RetainAccuracy(_ForgetSetMetric):
     """
 
     higher_is_better = True
-    retain_correct: Tensor
-    retain_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        self._count("retain_correct")
-        self._count("retain_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        self.retain_correct += ((pred == target) & ~is_forget).sum()
-        self.retain_total += (~is_forget).sum()
 
     def compute(self) -> Tensor:
-        return _percent(self.retain_correct, self.retain_total)
+        return self.counts().retain_accuracy()
 
 
-class InformationLeakage(_ForgetSetMetric):
+class InformationLeakage(_UnlearningCountsMetric):
     """IL: mean softmax probability (percent) of each forget sample's own class.
 
     ``IL = 100 * mean_{i : y_i in F} softmax(preds_i)[y_i]``. With several forget classes each
@@ -182,27 +154,12 @@ class InformationLeakage(_ForgetSetMetric):
     """
 
     higher_is_better = False
-    forget_prob_sum: Tensor
-    forget_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        self.add_state("forget_prob_sum", default=torch.tensor(0.0), dist_reduce_fx="sum")
-        self._count("forget_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        _, is_forget = self._split(preds, target)
-        probs = preds[is_forget].float().softmax(dim=1)
-        own = probs.gather(1, target[is_forget].long().unsqueeze(1))
-        self.forget_prob_sum += own.sum().to(self.forget_prob_sum.dtype)
-        self.forget_total += is_forget.sum()
 
     def compute(self) -> Tensor:
-        return _percent(self.forget_prob_sum, self.forget_total)
+        return self.counts().information_leakage()
 
 
-class FalseAcceptanceRate(_ForgetSetMetric):
+class FalseAcceptanceRate(_UnlearningCountsMetric):
     """FAR: share (percent) of retained samples predicted as any forget class.
 
     ``FAR = 100 * #{i : y_i not in F, argmax(preds_i) in F} / #{i : y_i not in F}``. ``NaN`` if no
@@ -210,26 +167,12 @@ class FalseAcceptanceRate(_ForgetSetMetric):
     """
 
     higher_is_better = False
-    retain_as_forget: Tensor
-    retain_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        self._count("retain_as_forget")
-        self._count("retain_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        pred_forget = torch.isin(pred, torch.tensor(self.forget_classes, device=pred.device))
-        self.retain_as_forget += (pred_forget & ~is_forget).sum()
-        self.retain_total += (~is_forget).sum()
 
     def compute(self) -> Tensor:
-        return _percent(self.retain_as_forget, self.retain_total)
+        return self.counts().false_acceptance_rate()
 
 
-class FalseRejectionRate(_ForgetSetMetric):
+class FalseRejectionRate(_UnlearningCountsMetric):
     """FRR: share (percent) of forget samples not predicted as their own class.
 
     ``FRR = 100 * #{i : y_i in F, argmax(preds_i) != y_i} / #{i : y_i in F}``: it equals
@@ -239,25 +182,12 @@ class FalseRejectionRate(_ForgetSetMetric):
     """
 
     higher_is_better = True
-    forget_rejected: Tensor
-    forget_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        self._count("forget_rejected")
-        self._count("forget_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        self.forget_rejected += ((pred != target) & is_forget).sum()
-        self.forget_total += is_forget.sum()
 
     def compute(self) -> Tensor:
-        return _percent(self.forget_rejected, self.forget_total)
+        return self.counts().false_rejection_rate()
 
 
-class PrivacyErasureRate(_ForgetSetMetric):
+class PrivacyErasureRate(_UnlearningCountsMetric):
     """PER: relative drop (percent) of forget accuracy, ``100 * (FA_before - FA_after) / FA_before``.
 
     ``fa_before`` is the forget accuracy of the original model in percent (a float or 0-d tensor,
@@ -273,85 +203,16 @@ class PrivacyErasureRate(_ForgetSetMetric):
 
     higher_is_better = True
     plot_lower_bound = None
-    forget_correct: Tensor
-    forget_total: Tensor
 
     def __init__(self, forget_classes: Sequence[int], fa_before: float | Tensor, **kwargs: Any) -> None:
         super().__init__(forget_classes, **kwargs)
-        fa_before = float(fa_before)
-        if not (math.isfinite(fa_before) and 0.0 <= fa_before <= 100.0):
-            raise ValueError(f"fa_before must be a percentage in [0, 100], got {fa_before}")
-        self.fa_before = fa_before
-        self._count("forget_correct")
-        self._count("forget_total")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of the unlearned model's logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        self.forget_correct += ((pred == target) & is_forget).sum()
-        self.forget_total += is_forget.sum()
+        self.fa_before = check_fa_before(fa_before)
 
     def compute(self) -> Tensor:
-        fa_after = _percent(self.forget_correct, self.forget_total)
-        if self.fa_before == 0.0:
-            return torch.where(fa_after.isnan(), fa_after, torch.zeros_like(fa_after))
-        return 100.0 * (self.fa_before - fa_after) / self.fa_before
+        return self.counts().privacy_erasure_rate(self.fa_before)
 
 
-def _harmonic_mean(a: Tensor, b: Tensor) -> Tensor:
-    """``2ab / (a + b)``, ``0`` where ``a + b == 0``, ``NaN`` where either is ``NaN``."""
-    denominator = a + b
-    mean = 2.0 * a * b / denominator
-    return torch.where(denominator == 0, torch.zeros_like(mean), mean)
-
-
-def erb(fa: float | Tensor, ra: float | Tensor) -> Tensor:
-    """qpae's erasure–retention balance (percent): the harmonic mean of erasure ``100 - FA`` and
-    retention ``RA``, ``2 (100 - FA) RA / ((100 - FA) + RA)``. Not the paper's formula (see
-    :func:`erb_paper`): it rewards forgetting, which the paper's does not."""
-    fa, ra = torch.as_tensor(fa, dtype=torch.float64), torch.as_tensor(ra, dtype=torch.float64)
-    return _harmonic_mean(100.0 - fa, ra)
-
-
-def erb_paper(fa: float | Tensor, ra: float | Tensor) -> Tensor:
-    """The ERB values of the paper's Table 2 (percent): ``2 FA RA / (FA + RA)``, the harmonic
-    mean of forget and retain accuracy (ResNet18 original: FA 99.04, RA 96.25 → 97.62; ViT SSD:
-    FA 100, RA 61.93 → 76.49). It grows with FA, so it does not measure erasure; it is here to
-    compare with the paper's tables."""
-    fa, ra = torch.as_tensor(fa, dtype=torch.float64), torch.as_tensor(ra, dtype=torch.float64)
-    return _harmonic_mean(fa, ra)
-
-
-class _ForgetRetainCounts(_ForgetSetMetric):
-    """Base of the balance metrics: correct/total counts on forget and on retained samples."""
-
-    forget_correct: Tensor
-    forget_total: Tensor
-    retain_correct: Tensor
-    retain_total: Tensor
-
-    def __init__(self, forget_classes: Sequence[int], **kwargs: Any) -> None:
-        super().__init__(forget_classes, **kwargs)
-        for name in ("forget_correct", "forget_total", "retain_correct", "retain_total"):
-            self._count(name)
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch of logits ``[N, K]`` and labels ``[N]``."""
-        pred, is_forget = self._split(preds, target)
-        correct = pred == target
-        self.forget_correct += (correct & is_forget).sum()
-        self.forget_total += is_forget.sum()
-        self.retain_correct += (correct & ~is_forget).sum()
-        self.retain_total += (~is_forget).sum()
-
-    def _fa_ra(self) -> tuple[Tensor, Tensor]:
-        return (
-            _percent(self.forget_correct, self.forget_total),
-            _percent(self.retain_correct, self.retain_total),
-        )
-
-
-class ERB(_ForgetRetainCounts):
+class ERB(_UnlearningCountsMetric):
     """ERB, qpae's erasure–retention balance: harmonic mean of erasure ``100 - FA`` and retention
     ``RA`` (percent), ``2 (100 - FA) RA / ((100 - FA) + RA)`` (:func:`erb`).
 
@@ -364,11 +225,12 @@ class ERB(_ForgetRetainCounts):
     higher_is_better = True
 
     def compute(self) -> Tensor:
-        fa, ra = self._fa_ra()
-        return erb(fa, ra).to(fa.dtype)
+        counts = self.counts()
+        fa = counts.forget_accuracy()
+        return erb(fa, counts.retain_accuracy()).to(fa.dtype)
 
 
-class ERBPaper(_ForgetRetainCounts):
+class ERBPaper(_UnlearningCountsMetric):
     """ERB_paper: the formula the paper's Table 2 ERB values fit, ``2·FA·RA/(FA+RA)`` (percent;
     :func:`erb_paper`), from the same counts as :class:`ERB`.
 
@@ -380,8 +242,9 @@ class ERBPaper(_ForgetRetainCounts):
     higher_is_better = None
 
     def compute(self) -> Tensor:
-        fa, ra = self._fa_ra()
-        return erb_paper(fa, ra).to(fa.dtype)
+        counts = self.counts()
+        fa = counts.forget_accuracy()
+        return erb_paper(fa, counts.retain_accuracy()).to(fa.dtype)
 
 
 def unlearning_metrics(
@@ -394,6 +257,11 @@ def unlearning_metrics(
     ``unlearning_metrics(F)``, then evaluate the unlearned model with
     ``unlearning_metrics(F, fa_before=that_fa)``. ``kwargs`` go to every metric (e.g.
     ``validate_args=False``); use ``.clone(prefix="val/")`` for prefixed names.
+
+    The metrics share one compute group (same forget classes, same states): the collection's
+    ``update`` updates the first metric only and the others read its states, so a batch is
+    counted once, not once per metric. The functional form is
+    :func:`qpae.metrics.functional.unlearning_scores`.
     """
     metrics: dict[str, Metric] = {
         "FA": ForgetAccuracy(forget_classes, **kwargs),
@@ -406,4 +274,4 @@ def unlearning_metrics(
     metrics["FRR"] = FalseRejectionRate(forget_classes, **kwargs)
     metrics["ERB"] = ERB(forget_classes, **kwargs)
     metrics["ERB_paper"] = ERBPaper(forget_classes, **kwargs)
-    return MetricCollection(metrics)
+    return MetricCollection(metrics, compute_groups=[list(metrics)])
