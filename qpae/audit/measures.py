@@ -5,10 +5,29 @@ Every function takes logits/labels tensors, so it can be checked by hand on tiny
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
+
+from qpae.metrics.functional import unlearning_counts
+
+
+def forget_and_retain_accuracy(
+    forget_logits: Tensor,
+    forget_labels: Tensor,
+    retain_logits: Tensor,
+    retain_labels: Tensor,
+    forget_classes: Sequence[int],
+) -> dict[str, float]:
+    """``FA`` and ``RA`` (percent) of the forget and retained clips, counted together by
+    qpae's metrics' functional form, so they are qpae-unlearn's numbers on the same logits."""
+    counts = unlearning_counts(
+        torch.cat([forget_logits, retain_logits]), torch.cat([forget_labels, retain_labels]), forget_classes
+    )
+    return {"FA": float(counts.forget_accuracy()), "RA": float(counts.retain_accuracy())}
 
 
 def per_sample_loss(logits: Tensor, labels: Tensor) -> Tensor:

@@ -8,6 +8,8 @@ import torch
 from qpae.audit import measures
 from qpae.audit.probe import few_shot_probe, nearest_centroid_logits
 from qpae.audit.relearn import relearn_curve, steps_to
+from qpae.audit.run import AuditSettings, audit_model
+from qpae.metrics import unlearning_metrics
 
 
 def test_loss_auc_orders_members_by_low_loss():
@@ -85,3 +87,73 @@ def test_relearn_curve_and_steps_to():
     assert steps_to(curve, 50.0) == next(i for i, v in enumerate(curve) if v >= 50)
     assert steps_to([0.0, 10.0], 50.0) is None
     assert net[0].bias[0] == 5.0  # the audited model itself is never changed
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_audit_fa_ra_are_the_unlearning_metrics(seed):
+    g = torch.Generator().manual_seed(seed)
+    num_classes, forget = 6, [1, 4]
+    labels = torch.randint(num_classes, (150,), generator=g)
+    logits = torch.randn(150, num_classes, generator=g) + 1.5 * torch.nn.functional.one_hot(
+        labels, num_classes
+    )
+    is_forget = torch.isin(labels, torch.tensor(forget))
+    audited = measures.forget_and_retain_accuracy(
+        logits[is_forget], labels[is_forget], logits[~is_forget], labels[~is_forget], forget
+    )
+    metrics = unlearning_metrics(forget)
+    for batch in torch.arange(150).split(40):  # qpae-unlearn sees the test split batch by batch
+        metrics.update(logits[batch], labels[batch])
+    values = metrics.compute()
+    assert audited == {"FA": float(values["FA"]), "RA": float(values["RA"])}
+
+
+class _LogitsAreFeatures(torch.nn.Module):
+    """A timm-shaped network whose features are its input and whose head is the identity."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(num_classes, num_classes)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.eye(num_classes))
+            self.head.bias.zero_()
+
+    def forward_features(self, x):
+        return x
+
+    def forward_head(self, x, pre_logits=False):
+        return x if pre_logits else self.head(x)
+
+    def get_classifier(self):
+        return self.head
+
+    def forward(self, x):
+        return self.head(x)
+
+
+def test_audit_model_reports_unlearning_metrics_and_finds_the_original_fa():
+    g = torch.Generator().manual_seed(0)
+    num_classes, forget = 4, [1]
+
+    def clips(predicted: list[int], label: int | list[int]):
+        labels = torch.tensor(label if isinstance(label, list) else [label] * len(predicted))
+        x = 4.0 * torch.nn.functional.one_hot(torch.tensor(predicted), num_classes).float()
+        return x + 0.1 * torch.randn(x.shape, generator=g), labels
+
+    data = {
+        "forget_train": clips([1] * 8 + [0] * 2, 1),
+        "forget_test": clips([1] * 7 + [0] * 3, 1),  # 7 of 10: 70.0 as FA, 69.9999988 on a curve
+        "retain_train": clips([0, 2, 3] * 6, [0, 2, 3] * 6),
+        "retain_test": clips([0, 2, 3, 1, 2, 3], [0, 2, 3, 0, 2, 3]),
+    }
+    settings = AuditSettings(relearn_steps=0, relearn_draws=1, probe_shots=2, probe_draws=1)
+    net = _LogitsAreFeatures(num_classes)
+    res, _ = audit_model(net, data, forget, num_classes, settings, original_fa=None)
+    metrics = unlearning_metrics(forget)
+    for split in ("forget_test", "retain_test"):
+        metrics.update(net(data[split][0]), data[split][1])
+    values = metrics.compute()
+    assert res["FA"] == float(values["FA"]) == 70.0 and res["RA"] == float(values["RA"])
+    # the model itself is already back at the original's FA: 0 relearning steps, not "never"
+    res, _ = audit_model(net, data, forget, num_classes, settings, original_fa=res["FA"])
+    assert res["relearn_orig_whole"] == 0 and res["relearn_orig_head"] == 0
