@@ -6,7 +6,17 @@ plots are logged, never audio or spectrograms.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def wandb_offline() -> bool:
+    """W&B runs offline unless a key is configured or WANDB_MODE asks for online."""
+    if os.environ.get("WANDB_MODE") in ("online", "run"):
+        return False
+    if os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled"):
+        return True
+    return not os.environ.get("WANDB_API_KEY")
 
 
 def log_results(
@@ -20,8 +30,6 @@ def log_results(
     """One W&B run under ``out_dir`` with ``tables`` (a column per key of any row), PNG
     ``images`` and ``summary`` values."""
     import wandb
-
-    from qpae.cli.common import wandb_offline
 
     run = wandb.init(
         project=project, job_type=job_type, mode="offline" if wandb_offline() else "online", dir=str(out_dir)

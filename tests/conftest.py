@@ -64,7 +64,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 def compose_config(config_name: str, overrides: list[str], root: Path):
     """Compose a Hydra config as the entry point would, with every output under ``root``."""
-    from qpae.cli.common import compose
+    from qpae.pipeline.config import compose
 
     return compose(config_name, [f"paths.root={root}", f"paths.output_dir={root}/run", *overrides])
 
@@ -95,7 +95,7 @@ SYNTHETIC_8 = [
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory, feature_cache, synthetic_root) -> Path:
     """A pretrained synthetic-speaker model shared by the unlearning tests (never modified)."""
-    from qpae.cli.pretrain import pretrain
+    from qpae.pipeline.pretrain import pretrain
 
     root = tmp_path_factory.mktemp("pretrained")
     cfg = compose_config(

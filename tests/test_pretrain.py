@@ -12,8 +12,8 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from qpae.checkpoints import load_model
-from qpae.cli.common import CONF_DIR
-from qpae.cli.pretrain import pretrain
+from qpae.pipeline.config import CONF_DIR
+from qpae.pipeline.pretrain import pretrain
 
 SMALL = ["dataset=synthetic_speakers", "dataset.n_speakers=6", "dataset.repetitions=3"]
 GROUPS = ["dataset", "model", "trainer", "logger", "callbacks", "experiment"]
@@ -132,7 +132,7 @@ def test_ddp_on_cpu_matches_single_process(make_config, tmp_path, feature_cache,
     cfg = make_config("pretrain", *data, "model=small_cnn", "logger=none")
     from hydra.utils import instantiate
 
-    from qpae.cli.pretrain import build_model
+    from qpae.pipeline.pretrain import build_model
 
     dm = instantiate(cfg.dataset)
     dm.setup()

@@ -19,15 +19,21 @@ from qpae.audit.run import AuditSettings, load_net, random_init_like
 from qpae.audit.run import audit as run_audit
 from qpae.bench.plan import Cell, dataset_spec
 from qpae.checkpoints import save_json, sha256_file
-from qpae.cli.common import compose, unlearning_trainer_factory
-from qpae.cli.pretrain import pretrain
 from qpae.data.cache import FORMAT_VERSION as FEATURE_FORMAT_VERSION
+from qpae.pipeline.config import compose
+from qpae.pipeline.pretrain import pretrain
+from qpae.pipeline.unlearn import unlearning_trainer_factory
 from qpae.unlearning.request import ClassSelection, plan_requests
 from qpae.unlearning.runner import unlearn_request
 
 log = logging.getLogger(__name__)
 
-QUIET = ["logger=none", "trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+QUIET = [
+    "logger=none",
+    "record_latest=false",
+    "trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
 
 
 class BenchRunner:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from qpae.bench import report
 from qpae.bench.plan import plan
 from qpae.bench.run import BenchRunner, audit_groups
-from qpae.cli.common import CONF_DIR
+from qpae.pipeline.config import CONF_DIR
 from qpae.tracking import log_results
 
 log = logging.getLogger(__name__)

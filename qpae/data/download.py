@@ -24,7 +24,8 @@ def missing_dataset(
     return DatasetNotFoundError(
         f"{name} not found in {data_dir}.\n"
         f"Expected layout:\n{layout}\n"
-        f"Put the data there, or point the config at it: {config_key}=/path/to/it"
+        f"Put the data there, or point qpae at it: DATA_DIR=/path/holding/{data_dir.name} with make, "
+        f"paths.data=/path/holding/{data_dir.name} or {config_key}=/path/to/it on the command line"
         + (f"\n{extra}" if extra else "")
     )
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from qpae.checkpoints import load_model
-from qpae.cli.audit import run_audit
-from qpae.cli.unlearn import unlearn
+from qpae.pipeline.audit import run_audit
+from qpae.pipeline.unlearn import unlearn
 from qpae.publish import OutputExistsError
 
 from conftest import SYNTHETIC_8
@@ -167,7 +167,7 @@ def refuse_to_audit(*args, **kwargs):
 
 @pytest.mark.slow
 def test_a_model_of_another_split_is_refused_before_any_work(make_config, pretrained, tmp_path, monkeypatch):
-    monkeypatch.setattr("qpae.cli.audit.audit", refuse_to_audit)
+    monkeypatch.setattr("qpae.pipeline.audit.audit", refuse_to_audit)
     overrides = [*SYNTHETIC_8[:4], "model=small_cnn", f"original={pretrained}", "forget_index=[1]"]
     # the same corpus split with another seed: other clips would be "forget-test"
     cfg = make_config("audit", *overrides, "data_seed=1", "wandb=false")
@@ -178,7 +178,7 @@ def test_a_model_of_another_split_is_refused_before_any_work(make_config, pretra
 
 @pytest.mark.slow
 def test_a_model_of_other_data_is_refused_before_any_work(make_config, pretrained, tmp_path, monkeypatch):
-    monkeypatch.setattr("qpae.cli.audit.audit", refuse_to_audit)
+    monkeypatch.setattr("qpae.pipeline.audit.audit", refuse_to_audit)
     # a 6-speaker corpus: the model's 8 class indices would name other people (or none)
     other = ["dataset=synthetic_speakers", "dataset.n_speakers=6", "dataset.repetitions=2"]
     cfg = make_config("audit", *other, "model=small_cnn", f"original={pretrained}", "forget_index=[1]")

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qpae.checkpoints import load_model
-from qpae.cli.unlearn import unlearn
 from qpae.models.factory import classifier_head, create_model
+from qpae.pipeline.unlearn import unlearn
 from qpae.unlearning.methods.base import split_cross_entropy
 from qpae.unlearning.methods.fisher import FisherForgetting, fisher_diagonal, posterior_variance
 from qpae.unlearning.methods.ssd import dampen, importances

@@ -10,7 +10,7 @@ import torch
 from hydra.errors import MissingConfigException
 
 from qpae.checkpoints import load_model, sha256_file
-from qpae.cli.unlearn import unlearn
+from qpae.pipeline.unlearn import unlearn
 from qpae.publish import OutputExistsError
 from qpae.unlearning.module import NonFiniteLossError
 from qpae.unlearning.receipt import verify_receipt
@@ -189,9 +189,9 @@ def test_a_folder_with_another_runs_outputs_is_refused(make_config, pretrained, 
 
 
 def test_every_run_gets_its_own_folder_and_all_processes_of_a_run_share_it():
-    from qpae.cli.common import run_id
+    from qpae.pipeline.config import run_id
 
-    code = "from qpae.cli.common import run_id; print(run_id())"
+    code = "from qpae.pipeline.config import run_id; print(run_id())"
     clean = {
         k: v for k, v in os.environ.items() if k not in ("QPAE_RUN_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
     }
@@ -301,7 +301,7 @@ def test_ddp_unlearning_matches_single_process(make_config, tmp_path, feature_ca
     is built after the process group exists, so no clip is counted twice (an odd test set is
     where Lightning's padding sampler would count one twice). A sequence of two requests: the
     second starts, on every rank, from the model the first published."""
-    from qpae.cli.pretrain import pretrain
+    from qpae.pipeline.pretrain import pretrain
 
     data = ["dataset=synthetic_speakers", "dataset.n_speakers=5", "dataset.repetitions=3"]
     data += ["dataset.test_fraction=0.1", "model=small_cnn", "logger=none"]  # 15 test clips

@@ -1,4 +1,4 @@
-"""What every entry point shares: the config folder, resolvers, and building from config."""
+"""What every pipeline shares: the config folder, the resolvers, composing and building from config."""
 
 from __future__ import annotations
 
@@ -12,19 +12,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from qpae.tracking import wandb_offline
+
 log = logging.getLogger(__name__)
 
 # conf/ sits at the project root (the design card); QPAE_CONF_DIR points elsewhere if needed.
 CONF_DIR = os.environ.get("QPAE_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))
-
-
-def wandb_offline() -> bool:
-    """W&B runs offline unless a key is configured or WANDB_MODE asks for online."""
-    if os.environ.get("WANDB_MODE") in ("online", "run"):
-        return False
-    if os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled"):
-        return True
-    return not os.environ.get("WANDB_API_KEY")
 
 
 OmegaConf.register_new_resolver("qpae.wandb_offline", wandb_offline, replace=True)
@@ -71,23 +64,6 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
             cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     return cfg
-
-
-def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
-    """Trainers for unlearning runs: no validation and no checkpoints, because a Lightning
-    checkpoint would carry optimizer state built from the forget data's gradients."""
-
-    def make_trainer(**overrides):
-        return hydra.utils.instantiate(
-            trainer_cfg,
-            logger=loggers or False,
-            enable_checkpointing=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            **overrides,
-        )
-
-    return make_trainer
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list:

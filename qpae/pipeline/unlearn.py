@@ -1,0 +1,107 @@
+"""Unlearning runs: forget classes from a pretrained model; one request or a sequence."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from qpae.pipeline import latest
+from qpae.pipeline.config import finish_loggers, instantiate_dict, log_config
+from qpae.publish import remove_stale_leftovers
+from qpae.unlearning.request import selections_from_config
+from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, run_requests
+
+log = logging.getLogger(__name__)
+
+
+def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
+    """Trainers for unlearning runs: no validation and no checkpoints, because a Lightning
+    checkpoint would carry optimizer state built from the forget data's gradients."""
+
+    def make_trainer(**overrides):
+        return hydra.utils.instantiate(
+            trainer_cfg,
+            logger=loggers or False,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            **overrides,
+        )
+
+    return make_trainer
+
+
+def pretrain_hint() -> str:
+    """The `make pretrain` command that creates the model this run expects, with every data and
+    model argument the user gave (so that running it literally works)."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    parts = [f"make pretrain DATASET={choices.dataset} MODEL={choices.model}"]
+    args = []
+    for override in latest.data_overrides(list(hydra_cfg.overrides.task)):
+        key, _, value = override.partition("=")
+        if key in ("dataset", "model"):
+            continue
+        if key == "paths.data":
+            parts.append(f"DATA_DIR={value}")
+        else:
+            args.append(override)
+    if args:
+        parts.append('ARGS="' + " ".join(args) + '"')
+    return " ".join(parts)
+
+
+def unlearn(cfg: DictConfig) -> list[dict]:
+    """Run the requests of ``cfg`` (``forget``, ``forget_index``, ``requests`` or
+    ``requests_index``) in order; each starts from the last one's model."""
+    # bad requests and occupied output folders fail before any data is decoded
+    selections = selections_from_config(
+        cfg.get("forget"), cfg.get("forget_index"), cfg.get("requests"), cfg.get("requests_index")
+    )
+    out_root, source = Path(cfg.output_dir), Path(cfg.input)
+    # staging folders of killed runs may hold a model without its receipt: remove them first
+    for leftover in remove_stale_leftovers(cfg.paths.runs, recursive=True):
+        log.warning("removed %s, left by a killed run", leftover)
+    check_outputs_free([out_root / f"request-{k:02d}" for k in range(1, len(selections) + 1)], source)
+    hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    # loggers start with the first trainer, after every check: a refused run leaves no W&B folder
+    loggers: list = []
+
+    def make_trainer(**overrides):
+        if not loggers:
+            loggers.extend(instantiate_dict(cfg.get("logger")))
+            log_config(loggers, cfg)
+        return unlearning_trainer_factory(cfg.trainer, loggers)(**overrides)
+
+    reports = run_requests(
+        source,
+        selections,
+        datamodule,
+        lambda: hydra.utils.instantiate(cfg.unlearn),
+        make_trainer,
+        out_root,
+        pretrain_hint(),
+    )
+    finish_loggers(loggers)
+    last = out_root / f"request-{len(reports):02d}"
+    if cfg.get("record_latest", False) and (last / "model.pt").is_file():  # what `make audit` audits next
+        entry = {"model": str((last / "model.pt").resolve()), "input": str(source.resolve())}
+        latest.record(cfg, "unlearn", {**entry, "method": HydraConfig.get().runtime.choices.method})
+    log.info(
+        "outputs in %s: %s (one folder per request)\nverify: qpae-verify-receipt %s %s",
+        out_root,
+        ", ".join(OUTPUT_FILES),
+        last / "receipt.json",
+        last / "model.pt",
+    )
+    return reports
