@@ -10,10 +10,31 @@ from collections import defaultdict
 from pathlib import Path
 
 from qpae.checkpoints import write_atomic
-from qpae.figures import plt, save
+from qpae.figures import fitted_limits, plt, save, series_style
 from qpae.metrics.unlearning import METRIC_ORDER
 
 FIELDS = ("scenario", "dataset", "method", "variant", "seed", "request")
+
+# The report's sections, and the frontier's panels, come in this order: one class, several at
+# once, a tenth of the classes, a sequence of requests, an accent, then the ablation; a scenario
+# not listed here comes after them, by name. The privacy audit follows, in the same order.
+SCENARIO_ORDER = ("single", "multi", "ten_percent", "sequential", "accent", "ablation")
+
+
+def scenario_rank(scenario: str) -> tuple[int, str]:
+    """Sort key of a scenario in the report (:data:`SCENARIO_ORDER`, then by name)."""
+    if scenario in SCENARIO_ORDER:
+        return SCENARIO_ORDER.index(scenario), ""
+    return len(SCENARIO_ORDER), scenario
+
+
+def in_report_order(keys) -> list:
+    """Keys whose first item is a scenario, by :func:`scenario_rank`; within a scenario in the
+    order they first appear (the plan's: the profile's datasets and forget sets)."""
+    first: dict = {}
+    for key in keys:
+        first.setdefault(key, len(first))
+    return sorted(first, key=lambda k: (scenario_rank(k[0]), first[k]))
 
 
 def flatten(results: list[dict]) -> list[dict]:
@@ -74,6 +95,14 @@ def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
+def _name(method: str, variant: str) -> str:
+    return method if variant in ("default", "full") else f"{method} ({variant})"
+
+
+def _method_order(name: str) -> tuple[bool, str]:
+    return name != "retrain", name  # retrain (the gold standard) first, then by name
+
+
 def retrain_reference(rows: list[dict]) -> dict[tuple, tuple[float, float]]:
     """Mean (RA, FA) of retrain for each (dataset, forget set), whatever the scenario."""
     ref: dict[tuple, list[dict]] = defaultdict(list)
@@ -94,6 +123,8 @@ DEVIATIONS = (
 
 
 def markdown(rows: list[dict], schedule: str) -> str:
+    """The report's header (title, ``schedule``, how to read it) and one table per scenario,
+    dataset and forget set, in :func:`in_report_order`."""
     ref = retrain_reference(rows)
     by_table: dict[tuple, list] = defaultdict(list)
     for (scenario, dataset, forget, method, variant), sel in groups(rows).items():
@@ -111,7 +142,8 @@ def markdown(rows: list[dict], schedule: str) -> str:
         "",
     ]
     head = ["method", *METRIC_ORDER, "wall s", "% of pretraining", "ΔRA vs retrain", "ΔFA vs retrain"]
-    for (scenario, dataset, forget), entries in sorted(by_table.items()):
+    for scenario, dataset, forget in in_report_order(by_table):
+        entries = by_table[(scenario, dataset, forget)]
         seeds = len(entries[0][2])
         lines += [f"## {scenario} — {dataset}, forget {forget} ({seeds} seeds)", ""]
         if (dataset, forget) not in ref:
@@ -125,7 +157,7 @@ def markdown(rows: list[dict], schedule: str) -> str:
         )
         order = lambda e: (e[0] != "retrain", e[0], e[1] not in ("default", "full"), e[1])  # noqa: E731
         for method, variant, sel in sorted(entries, key=order):
-            name = method if variant in ("default", "full") else f"{method} ({variant})"
+            name = _name(method, variant)
             ra_ref, fa_ref = ref.get((dataset, forget), (math.nan, math.nan))
             ra, fa = _stats([r["RA"] for r in sel])[0], _stats([r["FA"] for r in sel])[0]
             gap = [f"{ra - ra_ref:+.1f}", f"{fa - fa_ref:+.1f}"] if not math.isnan(ra_ref) else ["—", "—"]
@@ -139,66 +171,155 @@ def markdown(rows: list[dict], schedule: str) -> str:
     return "\n".join(lines)
 
 
-def plot_frontier(rows: list[dict], path: Path) -> Path:
-    """FA vs RA after unlearning, one marker per method: the privacy–utility frontier."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    by_method: dict[str, list] = defaultdict(list)
-    for (scenario, _, _, method, variant), sel in groups(rows).items():
-        if scenario != "ablation":  # the sweeps have a plot of their own
-            name = method if variant in ("default", "full") else f"{method} ({variant})"
-            by_method[name].append((_stats([r["FA"] for r in sel])[0], _stats([r["RA"] for r in sel])[0]))
-    for method, points in sorted(by_method.items()):
-        fa, ra = zip(*points, strict=True)
-        ax.scatter(fa, ra, label=method, s=40, alpha=0.8)
-    ax.set_xlabel("forget accuracy FA (%) — lower forgets more")
-    ax.set_ylabel("retain accuracy RA (%)")
-    ax.set_title("Privacy–utility frontier (every scenario)")
-    ax.legend(fontsize=8)
+def plot_frontier(rows: list[dict], path: Path) -> Path | None:
+    """FA vs RA after unlearning, the privacy–utility frontier: one panel per scenario in the
+    report's order (the ablation's sweeps have a figure of their own), each method with a marker
+    shape and colour of its own (the same in every panel), the original model as a black cross.
+
+    No point hides another: markers are hollow, each method is drawn smaller than the one before
+    it, so points that coincide nest inside each other like rings, and legends sit beside the
+    panels; where a panel holds several datasets or forget sets, each point carries an offset
+    label naming them. Each panel's limits fit its points with a margin
+    (:func:`~qpae.figures.fitted_limits`), not always 0–100. Returns None when no scenario but
+    the ablation ran."""
+    panels: dict[str, dict[str, list]] = {}  # scenario → method name → [(FA, RA, where)]
+    originals: dict[str, dict[str, tuple]] = {}  # scenario → where → (FA, RA) before unlearning
+    for (scenario, dataset, forget, method, variant), sel in groups(rows).items():
+        if scenario == "ablation":
+            continue
+        where = f"{dataset}, forget {forget}"
+        fa, ra = _stats([r["FA"] for r in sel])[0], _stats([r["RA"] for r in sel])[0]
+        panels.setdefault(scenario, {}).setdefault(_name(method, variant), []).append((fa, ra, where))
+        before = (_stats([r["before_FA"] for r in sel])[0], _stats([r["before_RA"] for r in sel])[0])
+        originals.setdefault(scenario, {})[where] = before
+    if not panels:
+        return None
+    names = sorted({n for methods in panels.values() for n in methods}, key=_method_order)
+    scenarios = sorted(panels, key=scenario_rank)
+    n_cols = min(len(scenarios), 2)
+    n_rows = math.ceil(len(scenarios) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.4 * n_cols, 3.9 * n_rows), squeeze=False)
+    for ax in axes.flat[len(scenarios) :]:
+        fig.delaxes(ax)
+    for ax, scenario in zip(axes.flat, scenarios, strict=False):
+        places = originals[scenario]
+        fa_all = [fa for fa, _ in places.values()]
+        ra_all = [ra for _, ra in places.values()]
+        ax.scatter(fa_all, ra_all, marker="x", color="black", s=45, label="original (before)", zorder=1)
+        labelled: dict[tuple, None] = {}  # (FA, RA, where) in drawing order, each once
+        for i, name in enumerate(names):
+            points = [p for p in panels[scenario].get(name, []) if not math.isnan(p[0] + p[1])]
+            if not points:
+                continue
+            style = series_style(i, len(names))
+            fa, ra, _ = zip(*points, strict=True)
+            ax.scatter(
+                fa,
+                ra,
+                marker=style["marker"],
+                s=style["markersize"] ** 2,
+                facecolors="none",
+                edgecolors=style["color"],
+                linewidths=1.5,
+                label=name,
+                zorder=2 + i,
+            )
+            fa_all += fa
+            ra_all += ra
+            if len(places) > 1:  # which dataset / forget set a point belongs to, once per place
+                labelled.update(dict.fromkeys(points))
+        for x, y, text in labelled:
+            ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=6)
+        ax.set_xlim(fitted_limits(fa_all))
+        ax.set_ylim(fitted_limits(ra_all))
+        ax.set_xlabel("forget accuracy FA (%) — lower forgets more")
+        ax.set_ylabel("retain accuracy RA (%)")
+        ax.set_title(f"{scenario}: {', '.join(places)}" if len(places) == 1 else scenario, fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: hides no point
+    fig.suptitle("Privacy–utility frontier after unlearning (mean over seeds)", fontsize=10)
     return save(fig, path)
 
 
+# the ablation's sweeps: variant name prefix, symbol, and QPAudioEraser's default (the "full" variant)
+SWEEPS = (("lambda", "λ", 1.0), ("alpha", "α", 0.5))
+
+
+def sweep_points(rows: list[dict], param: str, default: float) -> list[tuple[float, float, float]]:
+    """``(value, RA, FA)`` for every value of ``param`` that the ablation ran (variants named
+    ``{param}{value}``, and ``full`` at ``default``), sorted by value, means over seeds and
+    forget sets; a variant that did not run is simply absent."""
+    by_value: dict[float, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["scenario"] != "ablation" or not r["last"]:
+            continue
+        variant = r["variant"]
+        if variant == "full":
+            by_value[default].append(r)
+        elif variant.startswith(param):
+            try:
+                by_value[float(variant.removeprefix(param))].append(r)
+            except ValueError:
+                continue
+    return [
+        (value, _stats([r["RA"] for r in sel])[0], _stats([r["FA"] for r in sel])[0])
+        for value, sel in sorted(by_value.items())
+    ]
+
+
 def plot_sweeps(rows: list[dict], path: Path) -> Path | None:
-    """RA and FA over the λ and α sweeps of the ablation scenario."""
-    sweep = [r for r in rows if r["scenario"] == "ablation" and r["last"]]
-    if not sweep:
+    """RA and FA over the λ and α sweeps of the ablation scenario, one panel each: the values
+    that ran, connected (a missing variant leaves a longer segment, not a gap)."""
+    if not any(r["scenario"] == "ablation" and r["last"] for r in rows):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, (param, default, values) in zip(
-        axes, (("lambda", 1.0, (0.5, 1.0, 1.5, 2.0)), ("alpha", 0.5, (0.2, 0.35, 0.5))), strict=True
-    ):
-        ra, fa = [], []
-        for v in values:
-            name = "full" if v == default else f"{param}{v}"
-            sel = [r for r in sweep if r["variant"] == name]
-            ra.append(_stats([r["RA"] for r in sel])[0])
-            fa.append(_stats([r["FA"] for r in sel])[0])
-        ax.plot(values, ra, "o-", label="RA")
-        ax.plot(values, fa, "s--", label="FA")
-        ax.set_xlabel(param)
-        ax.set_ylabel("%")
-        ax.set_title(f"QPAudioEraser {param} sweep")
-        ax.legend()
+    fig, axes = plt.subplots(1, len(SWEEPS), figsize=(4.6 * len(SWEEPS), 3.8), squeeze=False)
+    for ax, (param, symbol, default) in zip(axes[0], SWEEPS, strict=True):
+        points = sweep_points(rows, param, default)
+        shown = []
+        for i, (label, column) in enumerate((("RA", 1), ("FA", 2))):
+            xy = [(p[0], p[column]) for p in points if not math.isnan(p[column])]
+            if not xy:
+                continue
+            style = series_style(i, 2)
+            ax.plot(*zip(*xy, strict=True), label=label, **style)
+            shown += [y for _, y in xy]
+        if shown:
+            ax.set_xticks([p[0] for p in points])
+            ax.set_ylim(fitted_limits(shown))
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {symbol} variant ran", transform=ax.transAxes, ha="center")
+        ax.set_xlabel(f"{symbol} ({param}; {default:g} is the default)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"QPAudioEraser {symbol} sweep")
     return save(fig, path)
 
 
 def plot_sequential(rows: list[dict], path: Path) -> Path | None:
-    """RA after each request of the sequential scenario, per method."""
+    """RA after each request of the sequential scenario, per method (and dataset, when there
+    are several), with integer request ticks and the original model's RA as a dotted line."""
     seq = [r for r in rows if r["scenario"] == "sequential"]
     if not seq:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in seq}):
-        ks = sorted({r["request"] for r in seq if r["method"] == method})
-        ax.plot(
-            ks,
-            [_stats([r["RA"] for r in seq if r["method"] == method and r["request"] == k])[0] for k in ks],
-            "o-",
-            label=method,
-        )
-    ax.set_xlabel("request")
+    datasets = list(dict.fromkeys(r["dataset"] for r in seq))
+    series = sorted(
+        {(r["dataset"], r["method"]) for r in seq}, key=lambda s: (datasets.index(s[0]), *_method_order(s[1]))
+    )
+    for dataset in datasets:
+        before = _stats([r["before_RA"] for r in seq if r["dataset"] == dataset])[0]
+        label = "original (before any request)" if len(datasets) == 1 else f"original ({dataset})"
+        ax.axhline(before, color="gray", linestyle=":", linewidth=1, label=label)
+    for i, (dataset, method) in enumerate(series):
+        sel = [r for r in seq if r["dataset"] == dataset and r["method"] == method]
+        ks = sorted({r["request"] for r in sel})
+        ra = [_stats([r["RA"] for r in sel if r["request"] == k])[0] for k in ks]
+        label = method if len(datasets) == 1 else f"{method} ({dataset})"
+        ax.plot(ks, ra, label=label, **series_style(i, len(series)))
+    ax.set_xticks(range(1, max(r["request"] for r in seq) + 1))
+    ax.set_xlabel("request (classes forgotten one after another)")
     ax.set_ylabel("retain accuracy RA (%)")
     ax.set_title("Sequential deletion requests")
-    ax.legend()
+    ax.legend(fontsize=8)
     return save(fig, path)
 
 
@@ -223,7 +344,8 @@ AUDIT_COLUMNS = (
 
 
 def audit_markdown(audits: list[dict], relearn_steps: int) -> str:
-    """Per dataset and forget set: every audit measure per model, mean ± std over seeds."""
+    """Per scenario, dataset and forget set (in :func:`in_report_order`): every audit measure
+    per model, mean ± std over seeds."""
     lines = [
         "",
         "# Privacy audit",
@@ -238,7 +360,8 @@ def audit_markdown(audits: list[dict], relearn_steps: int) -> str:
     by_group: dict[tuple, list[dict]] = defaultdict(list)
     for a in audits:
         by_group[(a["scenario"], a["dataset"], tuple(a["forget"]))].append(a)
-    for (scenario, dataset, forget), entries in sorted(by_group.items()):
+    for scenario, dataset, forget in in_report_order(by_group):
+        entries = by_group[(scenario, dataset, forget)]
         models = list(entries[0]["results"])
         order = [
             "original",
