@@ -3,17 +3,19 @@
 #
 #   make demo                                   synthetic corpus: pretrain, then forget one speaker
 #   make test                                   the test suite (what CI runs)
-#   make pretrain DATASET=fsdd MODEL=resnet18 DATA_DIR=../shared/data
-#   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET=theo DATA_DIR=../shared/data   (by name)
-#   make unlearn  DATASET=fsdd MODEL=resnet18 FORGET_INDEX=0 DATA_DIR=../shared/data (by index)
+#   make pretrain DATASET=fsdd DATA_DIR=../shared/data     (MODEL=small_cnn unless you say)
+#   make unlearn  FORGET=theo        by name, from the model pretrained last (or FORGET_INDEX=0)
+#   make audit                       the last unlearning run beside the original and a floor
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-DATASET ?= synthetic_speakers
-MODEL   ?= resnet18
+# Empty DATASET / MODEL: pretrain uses the configs' defaults (synthetic_speakers, small_cnn);
+# unlearn and audit follow on from the model pretrained last (they print which).
+DATASET ?=
+MODEL   ?=
 TRAINER ?= cpu
 LOGGER  ?= wandb
 METHOD  ?= qpae
@@ -31,9 +33,10 @@ comma := ,
 # names are passed quoted, so that FORGET=01 stays the name "01"; indices are passed as numbers
 FORGET_ARG := $(if $(FORGET),"forget=['$(subst $(comma),'$(comma)',$(FORGET))']",)
 FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
+CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn bench test lint throughput clean
+.PHONY: install demo pretrain unlearn audit bench test lint throughput clean
 
 install: $(VENV)/.installed
 
@@ -48,10 +51,13 @@ demo: install
 	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[spk00]' $(ARGS)
 
 pretrain: install
-	$(PY) -m qpae.cli.pretrain dataset=$(DATASET) model=$(MODEL) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.pretrain $(CHOICE_ARG) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
 
 unlearn: install
-	$(PY) -m qpae.cli.unlearn dataset=$(DATASET) model=$(MODEL) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.unlearn $(CHOICE_ARG) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
+
+audit: install
+	$(PY) -m qpae.cli.audit $(CHOICE_ARG) $(DATA_ARG) $(ARGS)
 
 bench: install
 	$(PY) -m qpae.cli.bench bench=$(BENCH) $(if $(DATA_DIR),bench_real_data=$(abspath $(DATA_DIR)),) $(ARGS)
