@@ -15,6 +15,7 @@ from collections.abc import Callable
 from hydra.errors import InstantiationException
 
 from qpae.cli.follow_on import follow_on
+from qpae.cli.noise import quiet_known_noise
 
 # What bad input raises; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, RuntimeError)
@@ -65,6 +66,7 @@ def entry_point(hydra_main: Callable, command: str | None = None) -> Callable[[]
     pretraining (``command``), the latest run's settings; then runs the Hydra app."""
 
     def main() -> None:
+        quiet_known_noise()
         if take_verbose_flag(sys.argv):
             os.environ["QPAE_VERBOSE"] = "1"
             os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,7 +16,7 @@ from qpae.pipeline.pretrain import pretrain
 @friendly_errors
 def _main(cfg: DictConfig) -> None:
     metrics = pretrain(cfg)
-    print(f"pretrained model: {cfg.output}  (test accuracy {100 * metrics['test/acc']:.1f}%)")
+    print(f"pretrained model: {Path(cfg.output).resolve()}  (test accuracy {100 * metrics['test/acc']:.1f}%)")
 
 
 main = entry_point(_main)

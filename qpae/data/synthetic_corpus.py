@@ -312,7 +312,7 @@ def build_speaker_corpus(root: Path, n_speakers: int = 12, repetitions: int = 5,
     fingerprint = _fingerprint("speaker", config, recipe)
     manifest = root / "manifest.csv"
     if _is_complete(root, fingerprint):
-        log.info("speaker corpus in %s is up to date; not rebuilding", root)
+        log.debug("speaker corpus in %s is up to date; not rebuilding", root)
         return manifest
 
     t0 = time.perf_counter()
@@ -401,7 +401,7 @@ def build_accent_corpus(
     fingerprint = _fingerprint("accent", config, recipe)
     manifest = root / "manifest.csv"
     if _is_complete(root, fingerprint):
-        log.info("accent corpus in %s is up to date; not rebuilding", root)
+        log.debug("accent corpus in %s is up to date; not rebuilding", root)
         return manifest
 
     t0 = time.perf_counter()
