@@ -70,7 +70,7 @@ lint: install
 	$(VENV)/bin/ruff format --check qpae tests
 
 throughput: install
-	$(PY) -m qpae.benchmarks.throughput $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.throughput $(DATA_ARG) $(ARGS)
 
 clean:
 	rm -rf runs checkpoints results .cache wandb .pytest_cache

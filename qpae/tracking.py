@@ -43,17 +43,3 @@ def log_results(
     run.summary.update(summary or {})
     run.finish()
 
-
-def _lightning_wandb_logger():
-    from lightning.pytorch.loggers.wandb import WandbLogger
-
-    return WandbLogger
-
-
-class WandbLogger(_lightning_wandb_logger()):
-    """Lightning's W&B logger without the ``anonymous`` argument it always passes: recent wandb
-    versions warn about that setting on every run although qpae never sets it."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._wandb_init.pop("anonymous", None)

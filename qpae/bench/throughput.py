@@ -1,13 +1,12 @@
 """Throughput benchmark: feature pipeline (decode + log-mel) and training on cached features.
 
 Compares a Lightning epoch with a plain PyTorch loop over the same cached tensors, so that the
-data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``.
+data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``
+(``qpae-throughput``; settings in ``conf/throughput.yaml``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from functools import partial
@@ -85,35 +84,22 @@ def lightning_loop(model: str, dm, steps: int, warmup: int) -> float:
     return timer.samples / (timer.end - timer.start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "paths_data",
-        nargs="?",
-        default="paths.data=data",
-        help="paths.data=<dir holding fsdd/> (the Makefile's DATA_DIR)",
-    )
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
-    data_dir = Path(args.paths_data.split("=", 1)[-1]) / "fsdd"
+def measure(data_dir: str | Path, model: str = "resnet18", steps: int = 25, warmup: int = 5) -> dict:
+    """Feature-pipeline speed on FSDD at ``data_dir``, and training samples/s of a Lightning epoch
+    vs a plain PyTorch loop over the same cached tensors (their ratio is the figure to read)."""
+    data_dir = Path(data_dir)
     report = {"feature_pipeline": feature_pipeline(data_dir)}
     with tempfile.TemporaryDirectory() as cache_dir:
         dm = FSDDDataModule(data_dir, cache_dir=cache_dir)
         dm.setup()
-        plain = plain_loop(args.model, dm, args.steps, args.warmup)
-        light = lightning_loop(args.model, dm, args.steps, args.warmup)
+        plain = plain_loop(model, dm, steps, warmup)
+        light = lightning_loop(model, dm, steps, warmup)
     report["training"] = {
-        "model": args.model,
+        "model": model,
         "batch_size": dm.batch_size,
         "threads": torch.get_num_threads(),
         "plain_samples_per_s": round(plain, 1),
         "lightning_samples_per_s": round(light, 1),
         "lightning_vs_plain": round(light / plain, 3),
     }
-    print(json.dumps(report, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return report
