@@ -40,7 +40,9 @@ def test_unlearn_without_dataset_or_model_starts_from_the_last_pretrained_model(
 
 def test_explicit_choices_win_and_a_users_own_setting_is_not_repeated(tmp_path):
     model = model_file(tmp_path)
-    write_state(tmp_path, pretrain={"model": model, "overrides": ["dataset=fsdd", "model=small_cnn", "paths.data=/a"]})
+    write_state(
+        tmp_path, pretrain={"model": model, "overrides": ["dataset=fsdd", "model=small_cnn", "paths.data=/a"]}
+    )
     given = [f"paths.root={tmp_path}", "dataset=audiomnist", "forget=[01]"]
     assert follow_on(given, "unlearn") == (given, None)
     assert follow_on([f"paths.root={tmp_path}", f"input={model}"], "unlearn")[1] is None
