@@ -42,4 +42,3 @@ def log_results(
     run.log(logged)
     run.summary.update(summary or {})
     run.finish()
-
