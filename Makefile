@@ -47,7 +47,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m qpae.cli.pretrain experiment=demo logger=$(LOGGER) $(ARGS)
+	$(PY) -m qpae.cli.pretrain experiment=demo logger=$(LOGGER) overwrite=true $(ARGS)
 	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[spk00]' $(ARGS)
 
 pretrain: install
