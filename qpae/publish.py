@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,32 +65,39 @@ def publish_files(final: str | Path, files: Mapping[str, bytes]) -> Path:
     return final
 
 
+def _host() -> str:
+    # a leftover is judged dead only by the host that wrote it: on a shared filesystem another
+    # host's live writer has a pid this host does not know
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
 def _staging_prefix(final: Path, pid: int) -> str:
-    return f".{final.name}.staging-{pid}-"
+    return f".{final.name}.staging-{_host()}-{pid}-"
 
 
 def temp_prefix(name: str) -> str:
     """The prefix of this process's temp file for ``name`` (``mkstemp(prefix=..., suffix=".tmp")``):
-    hidden, and carrying the pid so that a later run can tell a dead writer's leftovers."""
-    return f".{name}.{os.getpid()}."
+    hidden, and carrying the host and pid so that a later run can tell a dead writer's leftovers."""
+    return f".{name}.{_host()}-{os.getpid()}."
 
 
-# leftovers of a killed writer: staging folders and temp files that name their process
-_STAGING = re.compile(r"^\..+\.staging-(?P<pid>\d+)-[^/]*$")
-_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^./]+\.tmp$")
+# leftovers of a killed writer: staging folders and temp files that name their host and process
+_STAGING = re.compile(r"^\..+\.staging-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[^/]*$")
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[^./]+\.tmp$")
 
 
 def remove_stale_leftovers(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Remove the staging folders and temp files that killed processes (SIGKILL, power loss)
-    left in ``folder`` (and below it, if ``recursive``); a live process's are kept. A staging
-    folder can hold a complete model without its receipt, so it must not linger."""
+    """Remove the staging folders and temp files that killed processes of this host (SIGKILL,
+    power loss) left in ``folder`` (and below it, if ``recursive``); a live process's, and other
+    hosts', are kept. A staging folder can hold a complete model without its receipt, so it must
+    not linger."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for entry in list(folder.rglob(".*") if recursive else folder.glob(".*")):
         match = _STAGING.match(entry.name) if entry.is_dir() else _TEMP.match(entry.name)
-        if match and not _alive(int(match["pid"])):
+        if match and match["host"] == _host() and not _alive(int(match["pid"])):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from qpae.publish import OutputExistsError, ensure_free, publish_files, remove_stale_leftovers
+from qpae.publish import OutputExistsError, _host, ensure_free, publish_files, remove_stale_leftovers
 
 FILES = {"model.pt": b"weights", "metrics.json": b"{}", "receipt.json": b"{}"}
 
@@ -38,7 +38,7 @@ def test_a_failure_while_publishing_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_staging_left_by_a_killed_process_is_cleaned(tmp_path):
-    dead = tmp_path / ".request-01.staging-999999999-abc"
+    dead = tmp_path / f".request-01.staging-{_host()}-999999999-abc"
     dead.mkdir()
     (dead / "model.pt").write_bytes(b"half")
     publish_files(tmp_path / "request-01", FILES)
@@ -48,18 +48,20 @@ def test_staging_left_by_a_killed_process_is_cleaned(tmp_path):
 def test_leftovers_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     run = tmp_path / "unlearn" / "fsdd-small_cnn-qpae" / "2026-11-29_23-00-00_abcdef"
     run.mkdir(parents=True)
-    dead_stage = run / ".request-01.staging-999999999-x1y2"
+    dead_stage = run / f".request-01.staging-{_host()}-999999999-x1y2"
     dead_stage.mkdir()
     (dead_stage / "model.pt").write_bytes(b"a model without its receipt")
-    dead_temp = run / ".pretrained.pt.999999999.k3j_9.tmp"
+    dead_temp = run / f".pretrained.pt.{_host()}-999999999.k3j_9.tmp"
+    other_host = run / ".request-02.staging-otherhost-999999999-zz"  # may be alive over there
+    other_host.mkdir()
     dead_temp.write_bytes(b"half")
-    live_temp = run / f".metrics.json.{os.getpid()}.abc.tmp"
+    live_temp = run / f".metrics.json.{_host()}-{os.getpid()}.abc.tmp"
     live_temp.write_bytes(b"being written")
     other = run / ".hydra"
     other.mkdir()
     removed = remove_stale_leftovers(tmp_path, recursive=True)
     assert sorted(removed) == sorted([dead_stage, dead_temp])
-    assert live_temp.exists() and other.exists()
+    assert live_temp.exists() and other.exists() and other_host.exists()
     assert remove_stale_leftovers(tmp_path / "missing") == []
 
 

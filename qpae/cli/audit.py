@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from qpae.cli.errors import entry_point, friendly_errors
+from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.audit import run_audit
 from qpae.pipeline.config import CONF_DIR
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from qpae.cli.errors import entry_point, friendly_errors
-from qpae.pipeline.bench import bench
+from qpae.bench.profile import bench
+from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.config import CONF_DIR
 
 

@@ -1,9 +1,11 @@
-"""Commands that follow on: without ``dataset=`` / ``model=``, start from what ran last.
+"""Commands that follow on: start from what was pretrained last, unless told otherwise.
 
 ``make pretrain DATASET=fsdd DATA_DIR=…`` then ``make unlearn FORGET=theo`` unlearns from the
 model just trained, on the same data, instead of the configs' defaults; ``make audit`` then audits
-that unlearning run. An explicit ``dataset=``, ``model=`` or ``experiment=`` (or ``input=`` /
-``original=``) always wins, and the command prints which model it picked.
+that unlearning run beside it. What the user gives always wins, key by key: ``dataset=`` or
+``experiment=`` means other data (nothing recorded is used), ``model=`` another network (the
+recorded data settings stay, the recorded model file does not), ``input=`` / ``original=`` /
+``+unlearned.*=`` another model file. The command prints what it picked.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qpae.checkpoints import sha256_file
 from qpae.pipeline import latest
 
-EXPLICIT = {"dataset", "model", "experiment"}
+OTHER_DATA = {"dataset", "experiment"}
 
 
 def _key(override: str) -> str:
@@ -30,32 +33,33 @@ def checkpoints_dir(overrides: list[str]) -> Path:
 
 def follow_on(overrides: list[str], command: str) -> tuple[list[str], str | None]:
     """``overrides`` with the latest runs' settings in front (the user's own come after and win),
-    and a line saying what was picked; unchanged (and None) when the user chose explicitly or
+    and a line saying what was picked; unchanged (and None) when the user chose other data or
     nothing was pretrained yet."""
     given = {_key(o) for o in overrides if "=" in o}
-    if (
-        given & EXPLICIT
-        or (command == "unlearn" and "input" in given)
-        or (command == "audit" and "original" in given)
-    ):
+    if given & OTHER_DATA:
         return overrides, None
     state = latest.read(checkpoints_dir(overrides))
     pre = state.get("pretrain")
     if not pre or not Path(pre.get("model", "")).is_file():
         return overrides, None
     added = [o for o in pre["overrides"] if _key(o) not in given]
-    if command == "unlearn":
+    same_model = "model" not in given
+    notes = []
+    if command == "unlearn" and same_model and "input" not in given:
         added.append(f"input={pre['model']}")
-    elif command == "audit":
+    elif command == "audit" and same_model and "original" not in given:
         added.append(f"original={pre['model']}")
         unlearned = state.get("unlearn")
-        same_source = unlearned and unlearned.get("input") == pre["model"]
-        if (
-            same_source
-            and Path(unlearned["model"]).is_file()
-            and not any(k.startswith("unlearned.") for k in given)
-        ):
-            added.append(f"+unlearned.{unlearned['method']}={unlearned['model']}")
-    what = " ".join(o for o in added if not o.startswith(("input=", "original=")))
-    message = f"qpae-{command}: no dataset=/model= given, so using the model pretrained last: {pre['model']} ({what})"
+        if unlearned and not any(k.startswith("unlearned.") for k in given):
+            if unlearned.get("input_sha256") == pre.get("sha256") == sha256_file(pre["model"]):
+                added.append(f"+unlearned.{unlearned['method']}={unlearned['model']}")
+            else:  # chained from another model, or the original was replaced since
+                notes.append(
+                    f"the last unlearning run ({unlearned.get('model')}) did not start from this model: "
+                    "name the models to audit with +unlearned.NAME=…"
+                )
+    picked = " ".join(o for o in added if not o.startswith(("input=", "original=")))
+    message = f"qpae-{command}: following on from the last pretraining, {pre['model']} ({picked})" + "".join(
+        f"\n  note: {n}" for n in notes
+    )
     return [*added, *overrides], message

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from qpae.cli.errors import entry_point, friendly_errors
+from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.config import CONF_DIR
 from qpae.pipeline.pretrain import pretrain
 

@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from qpae.bench.throughput import measure
-from qpae.cli.errors import entry_point, friendly_errors
+from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.config import CONF_DIR
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from qpae.cli.errors import entry_point, friendly_errors
-from qpae.pipeline.config import CONF_DIR
+from qpae.cli.entry import entry_point, friendly_errors
+from qpae.pipeline.config import CONF_DIR, is_rank_zero
 from qpae.pipeline.unlearn import unlearn
 from qpae.unlearning.runner import OUTPUT_FILES
 
@@ -17,10 +17,14 @@ from qpae.unlearning.runner import OUTPUT_FILES
 @friendly_errors
 def _main(cfg: DictConfig) -> None:
     reports = unlearn(cfg)
-    root = Path(cfg.output_dir)
-    last = root / f"request-{len(reports):02d}"
-    print(f"outputs: {root}/request-NN/ ({', '.join(OUTPUT_FILES)}), one folder per request")
+    if not is_rank_zero():
+        return
+    last = Path(cfg.output_dir) / f"request-{len(reports):02d}"
+    print(
+        f"outputs: {Path(cfg.output_dir).resolve()}/request-NN/ ({', '.join(OUTPUT_FILES)}), one folder per request"
+    )
     print(f"verify the receipt:  qpae-verify-receipt {last / 'receipt.json'} {last / 'model.pt'}")
+    print("audit the erasure:   make audit   (qpae-audit; add retrain=<a method=retrain run's model.pt>)")
 
 
 main = entry_point(_main, command="unlearn")

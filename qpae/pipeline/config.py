@@ -66,6 +66,11 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def is_rank_zero() -> bool:
+    """The only process, or the first of a distributed run (which alone writes and prints)."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def instantiate_dict(cfg: DictConfig | None) -> list:
     """Instantiate every entry of a config group that maps names to ``_target_`` objects."""
     if not cfg:

@@ -42,6 +42,8 @@ def record(cfg: DictConfig, kind: str, entry: dict) -> Path:
         o for o in data_overrides(list(hydra_cfg.overrides.task)) if not o.startswith(("dataset=", "model="))
     ]
     state = read(path.parent)
+    if kind == "pretrain":  # a new original: the last unlearning run no longer follows from it
+        state.pop("unlearn", None)
     state[kind] = {**entry, "overrides": overrides}
     save_json(path, state)
     return path

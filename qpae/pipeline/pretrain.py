@@ -102,6 +102,7 @@ def pretrain(cfg: DictConfig) -> dict:
         digest = save_model(cfg.output, module.net, meta)
         log.info("wrote %s (sha256 %s); test %s", cfg.output, digest[:12], metrics)
         if cfg.get("record_latest", False):  # what `make unlearn` / `make audit` start from next
-            latest.record(cfg, "pretrain", {"model": str(output.resolve()), "test_acc": metrics["test/acc"]})
+            entry = {"model": str(output.resolve()), "sha256": digest, "test_acc": metrics["test/acc"]}
+            latest.record(cfg, "pretrain", entry)
     finish_loggers(loggers)
     return metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 
 import hydra
@@ -11,10 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from qpae.pipeline import latest
-from qpae.pipeline.config import finish_loggers, instantiate_dict, log_config
+from qpae.pipeline.config import finish_loggers, instantiate_dict, is_rank_zero, log_config
 from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.request import selections_from_config
-from qpae.unlearning.runner import OUTPUT_FILES, check_outputs_free, run_requests
+from qpae.unlearning.runner import ModelNotFoundError, check_outputs_free, run_requests
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,23 @@ def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
 
 
 def pretrain_hint() -> str:
-    """The `make pretrain` command that creates the model this run expects, with every data and
-    model argument the user gave (so that running it literally works)."""
+    """The `make pretrain` command that creates the model this run expects, with every data, model
+    and path argument the user gave (so that running it literally works)."""
     hydra_cfg = HydraConfig.get()
     choices = hydra_cfg.runtime.choices
     parts = [f"make pretrain DATASET={choices.dataset} MODEL={choices.model}"]
     args = []
-    for override in latest.data_overrides(list(hydra_cfg.overrides.task)):
+    for override in list(hydra_cfg.overrides.task):
         key, _, value = override.partition("=")
+        key = key.lstrip("+~")
         if key in ("dataset", "model"):
             continue
         if key == "paths.data":
-            parts.append(f"DATA_DIR={value}")
-        else:
-            args.append(override)
+            parts.append(f"DATA_DIR={shlex.quote(value)}")
+        elif key in ("paths.root", "paths.checkpoints") or override in latest.data_overrides([override]):
+            args.append(f"{override.partition('=')[0]}={value}")
     if args:
-        parts.append('ARGS="' + " ".join(args) + '"')
+        parts.append("ARGS=" + shlex.quote(" ".join(shlex.quote(a) for a in args)))
     return " ".join(parts)
 
 
@@ -65,9 +67,13 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     )
     out_root, source = Path(cfg.output_dir), Path(cfg.input)
     # staging folders of killed runs may hold a model without its receipt: remove them first
-    for leftover in remove_stale_leftovers(cfg.paths.runs, recursive=True):
+    for leftover in remove_stale_leftovers(Path(cfg.paths.runs) / cfg.task_name, recursive=True):
         log.warning("removed %s, left by a killed run", leftover)
     check_outputs_free([out_root / f"request-{k:02d}" for k in range(1, len(selections) + 1)], source)
+    if not source.is_file():  # before any data is synthesised or decoded
+        raise ModelNotFoundError(
+            f"no pretrained model at {source}; create it with `{pretrain_hint()}` (or point input=... at a model file)"
+        )
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -94,14 +100,13 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     )
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
-    if cfg.get("record_latest", False) and (last / "model.pt").is_file():  # what `make audit` audits next
-        entry = {"model": str((last / "model.pt").resolve()), "input": str(source.resolve())}
-        latest.record(cfg, "unlearn", {**entry, "method": HydraConfig.get().runtime.choices.method})
-    log.info(
-        "outputs in %s: %s (one folder per request)\nverify: qpae-verify-receipt %s %s",
-        out_root,
-        ", ".join(OUTPUT_FILES),
-        last / "receipt.json",
-        last / "model.pt",
-    )
+    published = (last / "model.pt").is_file()
+    if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
+        entry = {
+            "model": str((last / "model.pt").resolve()),
+            "input": str(source.resolve()),
+            "input_sha256": reports[0]["input_sha256"],
+            "method": HydraConfig.get().runtime.choices.method,
+        }
+        latest.record(cfg, "unlearn", entry)
     return reports

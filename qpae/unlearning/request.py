@@ -107,10 +107,13 @@ class ClassSelection:
                 ]
                 if padded:
                     hint += f" Did you mean {padded[0]!r}? (quote it: forget=['{padded[0]}'])"
+                if as_index is None and key.isdigit() and int(key) < len(names):
+                    as_index = int(key)  # only for the hint: a name is never read as an index
                 if as_index is not None:
                     hint += (
-                        f" A number in forget= is a class name; to forget the class at index {v} "
-                        f"({class_names[v]!r}) write forget_index=[{v}] (FORGET_INDEX={v} with make)."
+                        f" A number in forget= is a class name; to forget the class at index {as_index} "
+                        f"({class_names[as_index]!r}) write forget_index=[{as_index}] (FORGET_INDEX={as_index} "
+                        "with make)."
                     )
                 raise RequestError(f"unknown class {key!r}; classes: {listing}.{hint}")
             out.append(as_name)

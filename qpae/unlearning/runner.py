@@ -137,6 +137,7 @@ def unlearn_request(
         "after": after,
         "timings_s": {**module.timings, "fit_total_s": fit_s, "evaluation_s": eval_s},
         "original_test_metrics": model.meta.get("test_metrics", {}),
+        "input_sha256": model.sha256,
     }
     if trainer.is_global_zero:
         out_meta = {
@@ -165,10 +166,14 @@ def unlearn_request(
     return report
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """The model a run starts from is not there; the message says how to create it."""
+
+
 def load_input(input_path: Path, how_to_create: str) -> ModelFile:
     """The input model file, read once; a missing file says how to create it."""
     if not input_path.is_file():
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"no pretrained model at {input_path}; create it with `{how_to_create}` "
             "(or point input=... at a model file)"
         )

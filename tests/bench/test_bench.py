@@ -8,7 +8,7 @@ import pytest
 
 from qpae.bench import report
 from qpae.bench.plan import Cell, forget_sets, plan
-from qpae.pipeline.bench import bench
+from qpae.bench.profile import bench
 from qpae.unlearning.request import RequestError
 
 NAMES = [f"c{i}" for i in range(10)]

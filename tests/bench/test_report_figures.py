@@ -194,7 +194,7 @@ def test_report_sections_come_in_the_documented_order():
 
 def test_report_md_states_the_whole_invocations_wall_time_audit_included(tmp_path, monkeypatch, figures):
     """qpae-bench with a fake runner and clock: each audit takes 1000 s, and report.md says so."""
-    from qpae.pipeline import bench as cli_bench
+    from qpae.bench import profile as cli_bench
 
     clock = SimpleNamespace(now=0.0)
     by_name = {

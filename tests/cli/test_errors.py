@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args, env=None):
     return subprocess.run(
@@ -48,10 +50,23 @@ def test_a_missing_model_names_the_pretrain_command_with_every_argument(tmp_path
     assert not (tmp_path / "run" / "wandb").exists()  # a refused run leaves no W&B folder
 
 
-def test_an_unknown_class_lists_the_valid_names(tmp_path):
+def test_an_unknown_class_lists_the_valid_names():
     from qpae.unlearning.request import ClassSelection, RequestError
 
-    try:
+    with pytest.raises(RequestError, match=r"unknown class '99'; classes: 0=george, 1=theo"):
         ClassSelection(names=("99",)).resolve(["george", "theo"])
-    except RequestError as err:
-        assert "unknown class '99'; classes: 0=george, 1=theo" in str(err)
+
+
+def test_only_qpaes_own_checks_become_one_line_errors():
+    import torch
+
+    from qpae.cli.entry import is_user_error
+    from qpae.unlearning.request import ForgetRequest
+
+    with pytest.raises(ValueError) as ours:
+        ForgetRequest((9,), 3)
+    assert is_user_error(ours.value)
+    with pytest.raises(RuntimeError) as torch_error:
+        torch.zeros(2, 3) @ torch.zeros(4, 5)  # a bug: keeps its traceback
+    assert not is_user_error(torch_error.value)
+    assert not is_user_error(NotImplementedError("a subclass forgot a method"))

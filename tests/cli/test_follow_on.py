@@ -38,27 +38,57 @@ def test_unlearn_without_dataset_or_model_starts_from_the_last_pretrained_model(
     assert model in message and "dataset=fsdd model=small_cnn" in message
 
 
-def test_explicit_choices_win_and_a_users_own_setting_is_not_repeated(tmp_path):
+def test_explicit_choices_win_key_by_key(tmp_path):
     model = model_file(tmp_path)
-    write_state(
-        tmp_path, pretrain={"model": model, "overrides": ["dataset=fsdd", "model=small_cnn", "paths.data=/a"]}
-    )
-    given = [f"paths.root={tmp_path}", "dataset=audiomnist", "forget=[01]"]
+    recorded = ["dataset=fsdd", "model=small_cnn", "paths.data=/a"]
+    write_state(tmp_path, pretrain={"model": model, "overrides": recorded})
+    root = f"paths.root={tmp_path}"
+    # other data: nothing recorded applies
+    given = [root, "dataset=audiomnist", "forget=[01]"]
     assert follow_on(given, "unlearn") == (given, None)
-    assert follow_on([f"paths.root={tmp_path}", f"input={model}"], "unlearn")[1] is None
-    overrides, _ = follow_on([f"paths.root={tmp_path}", "paths.data=/b"], "unlearn")
+    # another model file: the recorded data still does
+    overrides, _ = follow_on([root, "input=/runs/request-01/model.pt"], "unlearn")
+    assert overrides == [*recorded, root, "input=/runs/request-01/model.pt"]
+    # another network: the recorded data stays, the recorded model file does not
+    overrides, _ = follow_on([root, "model=resnet18"], "unlearn")
+    assert overrides == ["dataset=fsdd", "paths.data=/a", root, "model=resnet18"]
+    # a setting of the user's own is not repeated
+    overrides, _ = follow_on([root, "paths.data=/b"], "unlearn")
     assert "paths.data=/a" not in overrides and "paths.data=/b" in overrides
 
 
-def test_audit_audits_the_last_unlearning_of_that_model(tmp_path):
+def test_audit_audits_the_last_unlearning_of_that_very_model(tmp_path):
+    from qpae.checkpoints import sha256_file
+
     model, unlearned = model_file(tmp_path), model_file(tmp_path, "unlearned.pt")
-    write_state(
-        tmp_path,
-        pretrain={"model": model, "overrides": ["dataset=fsdd", "model=small_cnn"]},
-        unlearn={"model": unlearned, "input": model, "method": "qpae", "overrides": []},
-    )
+    digest = sha256_file(model)
+    unlearn = {"model": unlearned, "input": model, "input_sha256": digest, "method": "qpae", "overrides": []}
+    pre = {"model": model, "sha256": digest, "overrides": ["dataset=fsdd", "model=small_cnn"]}
+    write_state(tmp_path, pretrain=pre, unlearn=unlearn)
     overrides, _ = follow_on([f"paths.root={tmp_path}"], "audit")
     assert f"original={model}" in overrides and f"+unlearned.qpae={unlearned}" in overrides
+    # the original was retrained into the same path since: the old unlearning run is not audited
+    (tmp_path / "pretrained.pt").write_bytes(b"another model")
+    overrides, message = follow_on([f"paths.root={tmp_path}"], "audit")
+    assert not any(o.startswith("+unlearned.") for o in overrides)
+    assert "did not start from this model" in message
+
+
+def test_audit_follows_on_from_the_demo(tmp_path):
+    # make demo pretrains with experiment=demo: the audit config must accept that group
+    from conftest import compose_config
+
+    model = model_file(tmp_path)
+    write_state(
+        tmp_path,
+        pretrain={
+            "model": model,
+            "overrides": ["dataset=synthetic_speakers", "model=small_cnn", "experiment=demo"],
+        },
+    )
+    overrides, _ = follow_on([f"paths.root={tmp_path}"], "audit")
+    cfg = compose_config("audit", overrides, tmp_path)
+    assert cfg.dataset.n_speakers == 12 and cfg.original == model
 
 
 def test_nothing_recorded_changes_nothing(tmp_path):
@@ -98,7 +128,7 @@ def test_make_pretrain_then_unlearn_with_no_dataset_or_model(tmp_path, feature_c
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"using the model pretrained last: {model.resolve()}" in proc.stdout
+    assert f"following on from the last pretraining, {model.resolve()}" in proc.stdout
     assert "dataset.n_speakers=8" in proc.stdout
     assert (tmp_path / "u" / "request-01" / "receipt.json").is_file()
     assert "qpae-verify-receipt" in proc.stdout

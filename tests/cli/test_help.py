@@ -18,7 +18,7 @@ COMMANDS = {
         "qpae-unlearn: make a pretrained model forget",
         {"dataset", "model", "method", "trainer", "logger", "experiment"},
     ),
-    "audit": ("qpae-audit: is a forgotten speaker really gone?", {"dataset", "model"}),
+    "audit": ("qpae-audit: is a forgotten speaker really gone?", {"dataset", "model", "experiment"}),
     "bench": ("qpae-bench: methods", {"bench"}),
 }
 

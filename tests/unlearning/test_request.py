@@ -48,6 +48,12 @@ def test_an_unquoted_number_that_names_a_class_unambiguously_is_that_name():
     assert resolve(librispeech, forget=[1998]) == (1,)  # index 1998 does not exist: only one reading
 
 
+def test_make_quotes_forget_so_0_is_the_name_0_with_a_hint_to_the_index():
+    # make unlearn FORGET=0 passes forget=['0']: not a name of FSDD's, and never index 0
+    with pytest.raises(RequestError, match=r"unknown class '0'.*FORGET_INDEX=0 with make"):
+        resolve(FSDD, forget=["0"])
+
+
 def test_a_number_that_is_no_name_is_not_silently_an_index():
     with pytest.raises(RequestError, match=r"unknown class '0'.*forget_index=\[0\]"):
         resolve(FSDD, forget=[0])

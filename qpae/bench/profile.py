@@ -1,4 +1,4 @@
-"""The benchmark run: the cells of a bench profile (resumable), the audit, the report and figures."""
+"""One bench profile end to end: its cells (resumable), the audit, the report and the figures."""
 
 from __future__ import annotations
 
