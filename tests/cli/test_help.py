@@ -53,4 +53,4 @@ def test_help_starts_with_a_description_and_examples(config):
     assert proc.stdout.startswith(COMMANDS[config][0])
     assert "Examples:" in proc.stdout and f"qpae-{config} " in proc.stdout
     if config == "unlearn":  # the settings that govern the run, not the trainer's unused default
-        assert "max_epochs: ${unlearn.epochs}" in proc.stdout
+        assert "max_epochs: ${oc.select:unlearn.epochs,0}" in proc.stdout
