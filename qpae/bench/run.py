@@ -110,6 +110,10 @@ class BenchRunner:
             f"seed={cell.seed}",
             f"paths.output_dir={self.results_dir}/tmp",
         ]
+        if not any(o.startswith("schedule=") for o in cell.overrides):
+            # the profile's schedule (default: the paper's fixed epochs, so that baselines that
+            # cannot erase still get a row); a variant may ask for schedule=auto
+            base.append(f"schedule={self.bench.get('schedule', 'paper')}")
         # shared settings reach only the methods that have them (one-shot SSD has no epochs)
         method_keys = compose("unlearn", base).unlearn
         shared = [

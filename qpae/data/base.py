@@ -269,17 +269,24 @@ class AudioDataModule(L.LightningDataModule):
         )
 
     def unlearning_loader(
-        self, forgotten: Sequence[int], train_on: str = "forget+retain", retain_fraction: float = 1.0
+        self,
+        forgotten: Sequence[int],
+        train_on: str = "forget+retain",
+        retain_fraction: float = 1.0,
+        retain_count: int | None = None,
     ) -> DataLoader:
         """Training-split batches for unlearning: the forgotten classes' samples and/or the
-        retained ones (``train_on``), never a test or validation sample."""
+        retained ones (``train_on``), never a test or validation sample. ``retain_count`` draws
+        that many retained samples per epoch instead of a ``retain_fraction``."""
         if train_on not in ("forget+retain", "forget", "retain"):
             raise ValueError(f"train_on must be forget+retain, forget or retain; got {train_on!r}")
         data = self.dataset("train")
         is_forget = torch.isin(data.tensors[1], torch.as_tensor(list(forgotten), dtype=torch.long))
         forget = torch.nonzero(is_forget).flatten() if train_on != "retain" else torch.empty(0)
         retain = torch.nonzero(~is_forget).flatten() if train_on != "forget" else torch.empty(0)
-        sampler = ForgetRetainSampler(forget, retain, retain_fraction, seed=self.order_seed)
+        sampler = ForgetRetainSampler(
+            forget, retain, retain_fraction, seed=self.order_seed, retain_count=retain_count
+        )
         return DataLoader(
             data,
             batch_size=self.batch_size,

@@ -10,7 +10,8 @@ forget classes ``F`` (a non-empty sequence of class indices, duplicates ignored)
 3. :func:`uncertainty_loss` -- cross-entropy to those targets minus ``lambda * H(p)`` on forget
    samples.
 4. :func:`entanglement_mixing` -- ``W <- M W`` with ``M = I`` plus ``alpha`` couplings between each
-   forget class and every other (non-protected) class.
+   forget class and every other (non-protected) class; ``form`` chooses the paper's mixing or
+   qpae's centred / anchored forms (see :data:`MIXING_FORMS`).
 
 No function mutates its inputs; every result is a new tensor, built out of place so autograd can
 flow through it if the caller wants that.
@@ -28,6 +29,7 @@ import torch.nn.functional as F_nn
 from torch import Tensor
 
 __all__ = [
+    "MIXING_FORMS",
     "destructive_interference",
     "entanglement_matrix",
     "entanglement_mixing",
@@ -35,6 +37,12 @@ __all__ = [
     "superposition_targets",
     "uncertainty_loss",
 ]
+
+
+MIXING_FORMS = ("paper", "centred", "anchored")
+"""Phase 4's forms: ``paper`` is ``W <- M W`` as published; ``centred`` mixes ``W - 1μᵀ``; ``anchored``
+mixes like ``centred`` and then removes the common shift ``M`` gives every active row, so that only
+the forget rows move (qpae's default: the one that holds over a sequence of requests)."""
 
 
 def _class_list(classes: Iterable[int], num_classes: int, name: str) -> list[int]:
@@ -206,7 +214,7 @@ def entanglement_mixing(
     alpha: float = ...,
     protected_classes: Sequence[int] = ...,
     bias: None = ...,
-    centre: bool = ...,
+    form: str = ...,
 ) -> Tensor: ...
 @overload
 def entanglement_mixing(
@@ -216,7 +224,7 @@ def entanglement_mixing(
     protected_classes: Sequence[int] = ...,
     *,
     bias: Tensor,
-    centre: bool = ...,
+    form: str = ...,
 ) -> tuple[Tensor, Tensor]: ...
 
 
@@ -226,23 +234,38 @@ def entanglement_mixing(
     alpha: float = 0.5,
     protected_classes: Sequence[int] = (),
     bias: Tensor | None = None,
-    centre: bool = False,
+    form: str = "paper",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Phase 4, entanglement mixing of the head: ``W <- M W`` (and ``b <- M b`` if ``bias`` given).
 
     ``M`` is :func:`entanglement_matrix`. Returns the new weight, or ``(weight, bias)`` when a bias
     is passed; the caller decides whether the bias takes part. Rows of ``protected_classes`` are
     copied from the input, so they are bit-identical even under reduced-precision matmuls (TF32).
+    Write ``A`` for the active (not protected) rows, ``n = |A|``.
 
-    ``centre=True`` (qpae's option, not the paper's) mixes the centred head instead:
-    ``W <- M (W - 1μᵀ) + 1μᵀ`` with ``μ`` the mean row. Adding one vector to every row leaves the
-    softmax unchanged, but ``M W`` turns it into ``(1 + α(K−1))·v`` on the forget row, so the
-    paper's mixing adds ``α·Σ_{j≠f} z_j`` to the forget logit — a push that grows with K
-    (about −40 logits on 40 speakers). Centred, the result no longer depends on that invisible
-    offset; with one forget class and no protected rows, the forget row becomes ``(1−α)`` times
-    its centred self.
+    ``form="paper"``: ``W_A <- M W_A`` as published. Adding one vector ``v`` to every row leaves the
+    softmax unchanged, but ``M`` turns it into ``(1 + α(n−1))·v`` on a forget row: the forget logit
+    gains ``α·Σ_{j∈A, j≠f} z_j``, a push that grows with ``n`` (about −40 logits on 40 speakers)
+    and flips sign with the logits' common level. Every retained row also gains ``α·W_f``: the
+    same for all of them, so invisible among the active classes, but it moves them all against
+    the protected rows, which ``M`` leaves alone.
+
+    ``form="centred"`` (qpae's option, not the paper's): mixes ``W − 1μᵀ`` (``μ`` the mean row) and
+    adds ``μ`` back, so the result no longer depends on that invisible offset; with one forget
+    class and no protected rows the forget row becomes ``(1−α)`` times its centred self.
+
+    ``form="anchored"`` (qpae's default, not the paper's): as ``centred`` with ``μ`` the mean of the
+    active rows ``C = W_A − 1μᵀ``, then subtracts from every active row the common shift
+    ``s = α·Σ_{g∈F} C_g`` that ``M`` gave each retained row. The predictions among the active
+    classes are exactly those of ``centred`` (one vector added to every active row), but retained
+    and protected rows stay bit-identical and only the forget rows move:
+    ``W_f <- μ + (1−α)·C_f − α·Σ_{g∈F} C_g`` (one forget class: ``μ + (1−2α)·C_f``; at α = 0.5 the
+    mean active row). Over a sequence of requests nothing accumulates in the retained rows, and
+    the earlier forgotten classes keep their place against them (see the README).
     """
     _check_head(weight, bias)
+    if form not in MIXING_FORMS:
+        raise ValueError(f"form must be one of {', '.join(MIXING_FORMS)}; got {form!r}")
     matrix = entanglement_matrix(
         weight.shape[0],
         forget_classes,
@@ -253,14 +276,26 @@ def entanglement_mixing(
     )
     keep = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
     keep[_class_list(protected_classes, weight.shape[0], "protected_classes")] = True
-    new_weight = torch.where(keep.unsqueeze(1), weight, _mix(matrix, weight, centre))
+    is_forget = torch.zeros_like(keep)
+    is_forget[_forget_list(forget_classes, weight.shape[0])] = True
+    new_weight = _mix(matrix, weight, form, keep, is_forget, alpha)
     if bias is None:
         return new_weight
-    return new_weight, torch.where(keep, bias, _mix(matrix.to(bias.dtype), bias, centre))
+    return new_weight, _mix(matrix.to(bias.dtype), bias, form, keep, is_forget, alpha)
 
 
-def _mix(matrix: Tensor, x: Tensor, centre: bool) -> Tensor:
-    if not centre:
-        return matrix @ x
-    mean = x.mean(0, keepdim=True)
-    return matrix @ (x - mean) + mean
+def _mix(matrix: Tensor, x: Tensor, form: str, keep: Tensor, is_forget: Tensor, alpha: float) -> Tensor:
+    """One of :data:`MIXING_FORMS` on ``x`` ([K, d] rows or a [K] bias); protected rows copied."""
+    rows = keep.view(-1, *([1] * (x.dim() - 1)))
+    if form == "paper":
+        mixed = matrix @ x
+    elif form == "centred":
+        mean = x.mean(0, keepdim=True)
+        mixed = matrix @ (x - mean) + mean
+    else:  # anchored: only the forget rows move
+        mean = x[~keep].mean(0, keepdim=True)
+        centred = x - mean
+        shift = alpha * centred[is_forget].sum(0, keepdim=True)
+        moved = mean + (1.0 - alpha) * centred - shift
+        mixed = torch.where(is_forget.view_as(rows), moved, x)
+    return torch.where(rows, x, mixed)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from qpae.checkpoints import ModelFile, build_net, json_bytes, model_bytes, read_model
 from qpae.data.base import AudioDataModule
@@ -24,6 +25,7 @@ from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.module import UnlearnModule
 from qpae.unlearning.receipt import erasure_receipt
 from qpae.unlearning.request import ClassSelection, ForgetRequest, RequestError, plan_requests
+from qpae.unlearning.schedule import ConvergenceMonitor, NotErasedError
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +103,15 @@ def unlearn_request(
             f"but {input_path} has forgotten {list(forgotten_before)}"
         )
     check_training_samples(request, datamodule)
+    retain_count = auto_retain_count(request, datamodule, method)
 
     net = build_net(model.meta)
     net.load_state_dict(model.state_dict)
     if method.from_scratch:
         method.adopt_recipe(model.meta.get("recipe"))
     module = UnlearnModule(net, method, request, TrainingData(datamodule, request))
-    trainer = make_trainer(max_epochs=method.epochs)
+    monitor = convergence_monitor(request, datamodule, method)
+    trainer = make_trainer(**method.trainer_limits(), callbacks=[monitor] if monitor else None)
     started = time.perf_counter()
     # the module's own test_dataloader(): built after DDP's process group exists, so that each
     # process evaluates its own share of the test set without Lightning's padding duplicates
@@ -117,10 +121,23 @@ def unlearn_request(
     module.start_evaluation("after", fa_before=before["FA"])
     if method.from_scratch:  # retrain: the same start as pretraining (fresh, or ImageNet weights)
         module.net.load_state_dict(build_net(model.meta, initial_weights=True).state_dict())
-    loader = datamodule.unlearning_loader(request.all_forgotten, method.train_on, method.retain_fraction)
+    loader = datamodule.unlearning_loader(
+        request.all_forgotten, method.train_on, method.retain_fraction, retain_count=retain_count
+    )
     started = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     fit_s = time.perf_counter() - started
+    schedule = {"kind": method.schedule.kind, "steps": trainer.global_step, **method.training_summary()}
+    if monitor is not None:
+        schedule.update(monitor.summary(), retained_per_epoch=retain_count)
+        final_fa, _ = monitor.measure(module.net)  # the weights to be published, after every phase
+        if final_fa > 0:
+            raise NotErasedError(
+                f"{method.name} did not erase {request_names(request, datamodule)} within "
+                f"max_steps={method.schedule.max_steps}: FA {final_fa:.1f}% on their training clips "
+                f"({monitor.stop_reason}); no model was written. Raise unlearn.schedule.max_steps or "
+                "choose another method."
+            )
     trainer.test(module, verbose=False)
     after = module.last_evaluation
 
@@ -135,6 +152,7 @@ def unlearn_request(
         "method": method.config(),
         "before": before,
         "after": after,
+        "schedule": schedule,
         "timings_s": {**module.timings, "fit_total_s": fit_s, "evaluation_s": eval_s},
         "original_test_metrics": model.meta.get("test_metrics", {}),
         "input_sha256": model.sha256,
@@ -164,6 +182,42 @@ def unlearn_request(
     # the next request of a sequence reads this one's model.pt on every rank: wait until it exists
     trainer.strategy.barrier("qpae-request-published")
     return report
+
+
+def request_names(request: ForgetRequest, datamodule: AudioDataModule) -> str:
+    return ", ".join(datamodule.class_names[c] for c in request.forget_classes)
+
+
+def auto_retain_count(
+    request: ForgetRequest, datamodule: AudioDataModule, method: UnlearningMethod
+) -> int | None:
+    """Retained clips per epoch under the automatic schedule: ``retain_per_forget`` per forget
+    training clip of this request (None for other schedules). Too many is an error, before
+    any training."""
+    if not method.auto_schedule or method.train_on != "forget+retain":
+        return None
+    labels = datamodule.dataset("train").tensors[1]
+    forget_clips = int(torch.isin(labels, torch.tensor(request.forget_classes)).sum())
+    retained = int((~torch.isin(labels, torch.tensor(request.all_forgotten))).sum())
+    count = int(round(method.schedule.retain_per_forget * forget_clips))
+    if count > retained:
+        raise ValueError(
+            f"unlearn.schedule.retain_per_forget={method.schedule.retain_per_forget} asks for {count} retained "
+            f"clips per epoch ({forget_clips} forget clips of {request_names(request, datamodule)}), but only "
+            f"{retained} training clips are retained; lower it to at most {retained / forget_clips:.2f}"
+        )
+    return count
+
+
+def convergence_monitor(
+    request: ForgetRequest, datamodule: AudioDataModule, method: UnlearningMethod
+) -> ConvergenceMonitor | None:
+    """The automatic schedule's stopping rule for this request (None for other schedules)."""
+    if not method.auto_schedule:
+        return None
+    forget = datamodule.forget_set(request.all_forgotten).tensors
+    heldout = datamodule.retain_set(request.all_forgotten, split="val").tensors
+    return ConvergenceMonitor(method.schedule, forget, heldout, seed=datamodule.order_seed)
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -208,9 +262,10 @@ def run_requests(
     model = load_input(input_path, how_to_create)
     check_compatible(model.meta, datamodule, input_path)
     requests = plan_requests(selections, datamodule.class_names, model.meta.get("forgotten_classes", []))
+    method = make_method()  # a bad method setting fails now, not after the first request
     for request in requests:
         check_training_samples(request, datamodule)
-    make_method()  # a bad method setting fails now, not after the first request
+        auto_retain_count(request, datamodule, method)
 
     reports, current = [], input_path
     for request, out in zip(requests, outputs, strict=True):

@@ -22,9 +22,10 @@ def unlearned_pair(tmp_path_factory, pretrained, feature_cache, synthetic_root):
 
     out = {}
     for method, extra in (
-        ("qpae", ["unlearn.epochs=2"]),
-        ("qpae_features", ["unlearn.epochs=2"]),
-        ("qpae_centred", ["unlearn.epochs=2"]),
+        # the paper's phase 4 and fixed λ, as these tests compare qpae's options with the paper
+        ("qpae", ["unlearn.epochs=2", "unlearn.mixing_form=paper", "unlearn.lambda_rule=fixed"]),
+        ("qpae_features", ["unlearn.epochs=2", "unlearn.mixing_form=paper", "unlearn.lambda_rule=fixed"]),
+        ("qpae_centred", ["unlearn.epochs=2", "unlearn.lambda_rule=fixed"]),
         ("retrain", ["unlearn.epochs=10"]),
     ):
         root = tmp_path_factory.mktemp(method)

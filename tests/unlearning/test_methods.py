@@ -118,6 +118,7 @@ METHODS = {
     "qpae_features": ["unlearn.epochs=2"],
     "qpae_centred": ["unlearn.epochs=2"],
     "qpae_plus": ["unlearn.epochs=2"],
+    "qpae_paper": ["unlearn.epochs=2"],
     "retrain": ["unlearn.epochs=8"],
     "finetune": ["unlearn.epochs=2"],
     "gradient_ascent": ["unlearn.epochs=2"],
@@ -146,7 +147,10 @@ def test_every_method_runs_through_the_same_interface(make_config, pretrained, t
     assert meta["unlearned_by"]["name"] == ("qpae" if method.startswith("qpae") else method)
     assert meta["forgotten_classes"] == [2]
     assert meta["unlearned_by"].get("feature_erasure", False) == (method in ("qpae_features", "qpae_plus"))
-    assert meta["unlearned_by"].get("centred_mixing", False) == (method in ("qpae_centred", "qpae_plus"))
+    forms = {"qpae_centred": "centred", "qpae_paper": "paper"}
+    assert meta["unlearned_by"].get("mixing_form") == (
+        forms.get(method, "anchored") if method.startswith("qpae") else None
+    )
     if method == "retrain":
         assert report["after"]["FA"] == 0.0 and report["after"]["RA"] > 50
         original, _ = load_model(pretrained)

@@ -235,13 +235,13 @@ def test_centred_mixing_by_hand(head):
     weight, _ = (
         head  # mean row μ = [4.5, 5.5, 6.5]; centred rows r - μ = [-4.5]*3, [-1.5]*3, [1.5]*3, [4.5]*3
     )
-    mixed = entanglement_mixing(weight, [1], alpha=0.5, centre=True)
+    mixed = entanglement_mixing(weight, [1], alpha=0.5, form="centred")
     centred = torch.tensor([-4.5, -1.5, 1.5, 4.5]).unsqueeze(1).expand(4, 3)
     # the centred rows sum to zero, so the forget row gets (1 - α) of itself: -0.75; row j gets + α·(-1.5)
     expected = torch.tensor([-5.25, -0.75, 0.75, 3.75]).unsqueeze(1) + weight.mean(0)
     assert torch.allclose(mixed, expected)
     assert torch.allclose(
-        entanglement_mixing(centred, [1], alpha=0.5, centre=True),
+        entanglement_mixing(centred, [1], alpha=0.5, form="centred"),
         entanglement_mixing(centred, [1], alpha=0.5),
     )  # same on a centred head
 
@@ -251,9 +251,52 @@ def test_centred_mixing_is_blind_to_an_offset_that_the_softmax_cannot_see(head):
     offset = torch.tensor([3.0, -2.0, 7.0])  # added to every row: every logit moves by the same amount
     z = torch.randn(5, 3)
     for centre, invariant in ((True, True), (False, False)):
-        p = F_nn.softmax(z @ entanglement_mixing(weight, [1], 0.5, centre=centre).T, dim=1)
-        q = F_nn.softmax(z @ entanglement_mixing(weight + offset, [1], 0.5, centre=centre).T, dim=1)
+        p = F_nn.softmax(
+            z @ entanglement_mixing(weight, [1], 0.5, form="centred" if centre else "paper").T, dim=1
+        )
+        q = F_nn.softmax(
+            z @ entanglement_mixing(weight + offset, [1], 0.5, form="centred" if centre else "paper").T, dim=1
+        )
         assert torch.allclose(p, q, atol=1e-5) == invariant
+
+
+def test_anchored_mixing_by_hand(head):
+    weight, bias = (
+        head  # active mean row μ = [4.5, 5.5, 6.5]; centred rows [-4.5]*3, [-1.5]*3, [1.5]*3, [4.5]*3
+    )
+    mixed = entanglement_mixing(weight, [1], alpha=0.25, form="anchored")
+    # only the forget row moves: μ + (1 - 2α)·C_1 = μ + 0.5·(-1.5)
+    expected = weight.clone()
+    expected[1] = weight.mean(0) - 0.75
+    assert torch.allclose(mixed, expected)
+    assert torch.equal(mixed[[0, 2, 3]], weight[[0, 2, 3]])
+    # α = 0.5: the forget row becomes the mean active row
+    assert torch.allclose(entanglement_mixing(weight, [1], 0.5, form="anchored")[1], weight.mean(0))
+    # protected rows take no part in μ and stay bit-identical; the bias follows the same rule
+    w, b = entanglement_mixing(weight, [1], 0.5, protected_classes=[3], bias=bias, form="anchored")
+    assert torch.allclose(w[1], weight[:3].mean(0)) and torch.equal(w[[0, 2, 3]], weight[[0, 2, 3]])
+    assert b[1] == pytest.approx(bias[:3].mean().item()) and torch.equal(b[[0, 2, 3]], bias[[0, 2, 3]])
+
+
+@pytest.mark.parametrize("forget", [[1], [0, 2]])
+def test_anchored_predicts_as_centred_among_the_active_classes_without_moving_the_others(forget):
+    torch.manual_seed(0)
+    weight, z = torch.randn(7, 5), torch.randn(30, 5)
+    active = [c for c in range(6)]  # class 6 protected
+    a = entanglement_mixing(weight, forget, 0.3, protected_classes=[6], form="anchored")
+    c = entanglement_mixing(weight[:6], forget, 0.3, form="centred")  # centred over the active rows
+    # one vector added to every active row: the same softmax over the active classes
+    assert torch.allclose(F_nn.softmax(z @ a[active].T, 1), F_nn.softmax(z @ c.T, 1), atol=1e-5)
+    kept = [r for r in range(7) if r not in forget]
+    assert torch.equal(a[kept], weight[kept])
+    offset = torch.randn(5)  # blind to the softmax-invisible offset, like centred
+    shifted = entanglement_mixing(weight + offset, forget, 0.3, protected_classes=[6], form="anchored")
+    assert torch.allclose(shifted - offset, a, atol=1e-5)
+
+
+def test_an_unknown_mixing_form_is_refused(head):
+    with pytest.raises(ValueError, match="form must be one of paper, centred, anchored"):
+        entanglement_mixing(head[0], [1], form="centered")
 
 
 def test_entanglement_mixing_protected_rows_and_columns(head):

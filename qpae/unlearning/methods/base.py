@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from qpae.unlearning.request import ForgetRequest
+from qpae.unlearning.schedule import Schedule
 
 if TYPE_CHECKING:
     from qpae.data.base import AudioDataModule
@@ -50,7 +51,10 @@ class UnlearningMethod:
     one-shot edit), whether it starts from a freshly initialised network (``from_scratch``),
     and overrides any of the three hooks. ``retain_fraction`` is the share of retained
     training samples drawn afresh each epoch (1.0 = all, as the paper fine-tunes on the
-    full training set).
+    full training set). ``schedule`` (:mod:`qpae.unlearning.schedule`) decides how long a
+    method that fine-tunes the original trains: ``kind="epochs"`` uses ``epochs`` and
+    ``retain_fraction``; ``kind="auto"`` stops when the request is erased and retained accuracy
+    has settled. One-shot methods and retrain (which follows the pretraining recipe) ignore it.
     """
 
     name: ClassVar[str] = "method"
@@ -58,7 +62,12 @@ class UnlearningMethod:
     from_scratch: ClassVar[bool] = False
 
     def __init__(
-        self, epochs: int = 5, lr: float = 1e-4, weight_decay: float = 0.0, retain_fraction: float = 1.0
+        self,
+        epochs: int = 5,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        retain_fraction: float = 1.0,
+        schedule: Schedule | dict | None = None,
     ) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -66,6 +75,21 @@ class UnlearningMethod:
             raise ValueError(f"retain_fraction must be in (0, 1], got {retain_fraction}")
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.retain_fraction = retain_fraction
+        if isinstance(schedule, dict):
+            schedule = Schedule(**schedule)
+        self.schedule = schedule or Schedule(kind="epochs")
+
+    @property
+    def auto_schedule(self) -> bool:
+        """Whether this run's length is the automatic schedule's (a method that fine-tunes the
+        original under ``schedule.kind="auto"``)."""
+        return self.schedule.automatic and self.epochs > 0 and not self.from_scratch
+
+    def trainer_limits(self) -> dict:
+        """The Lightning ``Trainer`` arguments that bound this run."""
+        if self.auto_schedule:
+            return {"max_epochs": -1, "max_steps": self.schedule.max_steps}
+        return {"max_epochs": self.epochs}
 
     def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData) -> None:
         """Edit the model before training (in place)."""
@@ -80,6 +104,10 @@ class UnlearningMethod:
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
         """Edit the model after training (in place)."""
 
+    def training_summary(self) -> dict:
+        """What the run's training did that its settings do not say (e.g. an automatic λ)."""
+        return {}
+
     def adopt_recipe(self, recipe: dict | None) -> None:
         """Take settings from the original model's pretraining recipe (methods that train from
         scratch, i.e. retrain); others ignore it."""
@@ -90,7 +118,9 @@ class UnlearningMethod:
 
     def config(self) -> dict:
         """Plain settings for metrics.json and the receipt."""
-        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+        settings = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        settings["schedule"] = self.schedule.as_dict()
+        return {"name": self.name, **settings}
 
 
 def split_cross_entropy(logits: Tensor, labels: Tensor, forgotten: tuple[int, ...]) -> tuple[Tensor, Tensor]:

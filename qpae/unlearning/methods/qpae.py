@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from qpae.models.factory import classifier_head, features_and_logits
 from qpae.unlearning import phases
+from qpae.unlearning.balance import LAMBDA_RULES, lambda_for_batch
 from qpae.unlearning.feature_erasure import class_centroids, feature_erasure_loss
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
@@ -20,8 +21,14 @@ class QPAudioEraser(UnlearningMethod):
     Args:
         phi: interference phase (π negates the forget rows, scaled by 1/√2).
         lambda_: weight of the entropy term on forget samples (λ = 2 wrecks retained
-            accuracy on ResNet18, per the paper).
+            accuracy on ResNet18, per the paper). With ``lambda_rule="balanced"`` (qpae's default)
+            it is a ceiling: :mod:`qpae.unlearning.balance` lowers it, batch by batch, until the
+            entropy term's pull on the logits is no stronger than the retained cross-entropy's.
+            ``lambda_rule="fixed"`` is the paper's.
         alpha: entanglement coupling α (paper: 0.2–0.5).
+        mixing_form: phase 4's form, one of :data:`~qpae.unlearning.phases.MIXING_FORMS`:
+            ``paper`` (``W ← M·W``), ``centred``, or ``anchored`` (qpae's default: only the forget
+            rows move, so a sequence of requests does not wear the model down; README).
         mix_bias: also mix the bias with M. The paper mixes W only; default False.
         weight_transform / uncertainty / mixing: switch phases off for the ablation.
             Without the uncertainty term the loss is cross-entropy to the superposition
@@ -31,10 +38,6 @@ class QPAudioEraser(UnlearningMethod):
             to phase 3: forget samples' penultimate features are pulled into the cluster of the
             retained class the model ranks first for them, as a model retrained without the
             speaker would place them.
-        centred_mixing: qpae's own extension, off by default (not in the paper). Phase 4 mixes
-            the head with its mean row removed (``phases.entanglement_mixing(centre=True)``).
-            The paper's ``W ← M·W`` adds ``α·Σ_{j≠f} z_j`` to the forget logit, which grows
-            with the number of classes (forget-class margin −39 on 40 speakers, retrain −7).
     """
 
     name = "qpae"
@@ -51,15 +54,31 @@ class QPAudioEraser(UnlearningMethod):
         mixing: bool = True,
         feature_erasure: bool = False,
         feature_weight: float = 10.0,
-        centred_mixing: bool = False,
+        mixing_form: str = "anchored",
+        lambda_rule: str = "balanced",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if not math.isfinite(phi):
+            raise ValueError(f"phi must be finite, got {phi}")
+        if not (math.isfinite(lambda_) and lambda_ >= 0):
+            raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if mixing_form not in phases.MIXING_FORMS:
+            raise ValueError(
+                f"mixing_form must be one of {', '.join(phases.MIXING_FORMS)}; got {mixing_form!r}"
+            )
+        if lambda_rule not in LAMBDA_RULES:
+            raise ValueError(f"lambda_rule must be one of {', '.join(LAMBDA_RULES)}; got {lambda_rule!r}")
+        if not (math.isfinite(feature_weight) and feature_weight >= 0):
+            raise ValueError(f"feature_weight must be finite and >= 0, got {feature_weight}")
         self.phi, self.lambda_, self.alpha, self.mix_bias = phi, lambda_, alpha, mix_bias
         self.weight_transform, self.uncertainty, self.mixing = weight_transform, uncertainty, mixing
         self.feature_erasure, self.feature_weight = feature_erasure, feature_weight
-        self.centred_mixing = centred_mixing
+        self.mixing_form, self.lambda_rule = mixing_form, lambda_rule
         self._centroids: Tensor | None = None
+        self._lambdas: list[float] = []
 
     def on_fit_start(self, net: nn.Module, request: ForgetRequest, data: TrainingData | None = None) -> None:
         if self.feature_erasure:
@@ -80,6 +99,9 @@ class QPAudioEraser(UnlearningMethod):
         self, logits: Tensor, labels: Tensor, request: ForgetRequest, features: Tensor | None = None
     ) -> Tensor:
         lam = self.lambda_ if self.uncertainty else 0.0
+        if lam and self.lambda_rule == "balanced":
+            lam = lambda_for_batch(logits, labels, request.all_forgotten, lam)
+        self._lambdas.append(lam)
         loss = phases.uncertainty_loss(logits, labels, request.all_forgotten, lam)
         if self.feature_erasure:
             if features is None or self._centroids is None:
@@ -102,14 +124,21 @@ class QPAudioEraser(UnlearningMethod):
                 self.alpha,
                 protected,
                 bias=head.bias,
-                centre=self.centred_mixing,
+                form=self.mixing_form,
             )
             head.bias.copy_(bias)
         else:
             weight = phases.entanglement_mixing(
-                head.weight, request.forget_classes, self.alpha, protected, centre=self.centred_mixing
+                head.weight, request.forget_classes, self.alpha, protected, form=self.mixing_form
             )
         head.weight.copy_(weight)
+
+    def training_summary(self) -> dict:
+        """The λ actually applied (mean, min, max over the run's batches)."""
+        if not self._lambdas:
+            return {}
+        lams = self._lambdas
+        return {"lambda_applied": {"mean": sum(lams) / len(lams), "min": min(lams), "max": max(lams)}}
 
 
 @torch.no_grad()

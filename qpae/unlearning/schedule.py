@@ -1,0 +1,144 @@
+"""How long an unlearning method trains: the paper's fixed epochs, or qpae's automatic schedule.
+
+``kind="epochs"`` (``schedule=paper``): the method's ``epochs`` over the forget samples plus a
+``retain_fraction`` of the retained ones per epoch, as the paper (E = 5, all of the data).
+
+``kind="auto"`` (``schedule=auto``, qpae's default): each epoch is every forget training clip plus a
+fresh random draw of ``retain_per_forget`` retained clips per forget clip of the request, so the
+cost follows the request, not the corpus. Every ``check_every`` steps :class:`ConvergenceMonitor`
+measures FA on the forgotten classes' training clips and accuracy on a held-out slice of retained
+validation clips (both at most ``probe_size``); training stops once FA is 0 and the retained
+accuracy has stayed within ``tolerance`` points (at least one held-out clip) over the last
+``patience`` checks, or at
+``max_steps``. A run whose published model (after every phase) still recognises a forget
+training clip is refused: no model is written (:class:`NotErasedError`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SCHEDULE_KINDS", "ConvergenceMonitor", "NotErasedError", "Schedule", "stable"]
+
+SCHEDULE_KINDS = ("auto", "epochs")
+
+
+class NotErasedError(RuntimeError):
+    """The schedule ended with forget training clips still recognised: nothing is published."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Settings of an unlearning run's length (see the module docstring)."""
+
+    kind: str = "auto"
+    retain_per_forget: float = 4.0
+    check_every: int = 5
+    patience: int = 3
+    tolerance: float = 1.0
+    max_steps: int = 400
+    probe_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule kind must be one of {', '.join(SCHEDULE_KINDS)}; got {self.kind!r}")
+        if not (math.isfinite(self.retain_per_forget) and self.retain_per_forget > 0):
+            raise ValueError(f"retain_per_forget must be > 0, got {self.retain_per_forget}")
+        for key in ("check_every", "patience", "max_steps", "probe_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"schedule {key} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"schedule tolerance must be >= 0 (accuracy points), got {self.tolerance}")
+
+    @property
+    def automatic(self) -> bool:
+        return self.kind == "auto"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stable(values: Sequence[float], patience: int, tolerance: float) -> bool:
+    """Whether the last ``patience + 1`` values lie within ``tolerance`` of each other."""
+    if len(values) < patience + 1:
+        return False
+    window = values[-(patience + 1) :]
+    return max(window) - min(window) <= tolerance
+
+
+def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    if len(y) <= size:
+        return x, y
+    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
+    return x[keep], y[keep]
+
+
+class ConvergenceMonitor(L.Callback):
+    """Measures FA (forget training clips) and retained accuracy (held-out retained clips) every
+    ``check_every`` steps and stops training when the schedule's criterion holds; keeps the
+    history and why it stopped."""
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        forget: tuple[Tensor, Tensor],
+        retained_heldout: tuple[Tensor, Tensor],
+        seed: int = 0,
+    ) -> None:
+        if len(forget[1]) == 0:
+            raise ValueError("the automatic schedule needs forget training clips to measure FA on")
+        if len(retained_heldout[1]) == 0:
+            raise ValueError("the automatic schedule needs held-out retained clips (the validation split)")
+        self.schedule = schedule
+        self.forget = _subset(*forget, schedule.probe_size, seed)
+        self.retained = _subset(*retained_heldout, schedule.probe_size, seed + 1)
+        # never finer than one held-out clip: a small validation split moves in whole clips
+        self.tolerance = max(schedule.tolerance, 100.0 / len(self.retained[1]))
+        self.history: list[dict] = []
+        self.stop_reason = f"max_steps={schedule.max_steps} reached"
+
+    @torch.no_grad()
+    def measure(self, net: nn.Module) -> tuple[float, float]:
+        """(FA on the forget clips, accuracy on the retained slice), in percent, in eval mode."""
+        was_training = net.training
+        device = next(net.parameters()).device
+        net.eval()
+        try:
+            out = [_accuracy(net, x, y, device) for x, y in (self.forget, self.retained)]
+        finally:
+            net.train(was_training)
+        return out[0], out[1]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        step = trainer.global_step
+        if step % self.schedule.check_every:
+            return
+        fa, acc = self.measure(pl_module.net)
+        self.history.append({"step": step, "FA": fa, "retained_acc": acc})
+        accs = [h["retained_acc"] for h in self.history]
+        done = fa == 0.0 and stable(accs, self.schedule.patience, self.tolerance)
+        done = trainer.strategy.reduce_boolean_decision(done, all=True)
+        if done:
+            self.stop_reason = (
+                f"converged at step {step}: FA 0 on the forget training clips and retained held-out "
+                f"accuracy within {self.tolerance:.2g} points over {self.schedule.patience + 1} checks"
+            )
+            trainer.should_stop = True
+
+    def summary(self) -> dict:
+        return {"stop_reason": self.stop_reason, "checks": self.history}
+
+
+def _accuracy(net: nn.Module, x: Tensor, y: Tensor, device: torch.device, chunk: int = 256) -> float:
+    correct = 0
+    for start in range(0, len(y), chunk):
+        logits = net(x[start : start + chunk].to(device))
+        correct += int((logits.argmax(1).cpu() == y[start : start + chunk]).sum())
+    return 100.0 * correct / len(y)
