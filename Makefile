@@ -19,6 +19,8 @@ MODEL   ?=
 TRAINER ?= cpu
 LOGGER  ?= wandb
 METHOD  ?= qpae
+# How long unlearning trains: auto (stops when erased and settled) or paper (unlearn.epochs full epochs)
+SCHEDULE ?= auto
 BENCH   ?= cpu
 # What to forget: class names (FORGET=theo or FORGET=theo,lucas) or indices (FORGET_INDEX=0,4).
 FORGET  ?=
@@ -54,7 +56,7 @@ pretrain: install
 	$(PY) -m qpae.cli.pretrain $(CHOICE_ARG) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
 
 unlearn: install
-	$(PY) -m qpae.cli.unlearn $(CHOICE_ARG) method=$(METHOD) trainer=$(TRAINER) logger=$(LOGGER) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.unlearn $(CHOICE_ARG) method=$(METHOD) schedule=$(SCHEDULE) trainer=$(TRAINER) logger=$(LOGGER) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
 
 audit: install
 	$(PY) -m qpae.cli.audit $(CHOICE_ARG) $(DATA_ARG) $(ARGS)
