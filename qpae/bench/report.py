@@ -55,6 +55,8 @@ def flatten(results: list[dict]) -> list[dict]:
                 # the model before the cell's first request (for a sequence, the original)
                 row[f"before_{m}"] = res["reports"][0]["before"].get(m, math.nan)
                 row[f"{m}"] = rep["after"].get(m, math.nan)
+            per_class = [v for key, v in rep["after"].items() if key.startswith("FA_class")]
+            row["FA_max"] = max(per_class, default=math.nan)  # every class forgotten so far
             rows.append(row)
     return rows
 
@@ -295,12 +297,13 @@ def plot_sweeps(rows: list[dict], path: Path) -> Path | None:
 
 
 def plot_sequential(rows: list[dict], path: Path) -> Path | None:
-    """RA after each request of the sequential scenario, per method (and dataset, when there
-    are several), with integer request ticks and the original model's RA as a dotted line."""
+    """Three panels against the request number of the sequential scenario, per method (and
+    dataset, when there are several): RA (with the original's RA dotted), FAR, and the highest FA
+    of any class forgotten so far (an earlier class coming back shows there)."""
     seq = [r for r in rows if r["scenario"] == "sequential"]
     if not seq:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     datasets = list(dict.fromkeys(r["dataset"] for r in seq))
     series = sorted(
         {(r["dataset"], r["method"]) for r in seq}, key=lambda s: (datasets.index(s[0]), *_method_order(s[1]))
@@ -308,18 +311,26 @@ def plot_sequential(rows: list[dict], path: Path) -> Path | None:
     for dataset in datasets:
         before = _stats([r["before_RA"] for r in seq if r["dataset"] == dataset])[0]
         label = "original (before any request)" if len(datasets) == 1 else f"original ({dataset})"
-        ax.axhline(before, color="gray", linestyle=":", linewidth=1, label=label)
+        axes[0].axhline(before, color="gray", linestyle=":", linewidth=1, label=label)
+    panels = (
+        ("RA", "retain accuracy RA (%)"),
+        ("FAR", "retained clips taken for a forgotten class, FAR (%)"),
+        ("FA_max", "highest FA of any forgotten class (%)"),
+    )
     for i, (dataset, method) in enumerate(series):
         sel = [r for r in seq if r["dataset"] == dataset and r["method"] == method]
         ks = sorted({r["request"] for r in sel})
-        ra = [_stats([r["RA"] for r in sel if r["request"] == k])[0] for k in ks]
         label = method if len(datasets) == 1 else f"{method} ({dataset})"
-        ax.plot(ks, ra, label=label, **series_style(i, len(series)))
-    ax.set_xticks(range(1, max(r["request"] for r in seq) + 1))
-    ax.set_xlabel("request (classes forgotten one after another)")
-    ax.set_ylabel("retain accuracy RA (%)")
-    ax.set_title("Sequential deletion requests")
-    ax.legend(fontsize=8)
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            values = [_stats([r.get(key, math.nan) for r in sel if r["request"] == k])[0] for k in ks]
+            ax.plot(ks, values, label=label, **series_style(i, len(series)))
+    last = max(r["request"] for r in seq)
+    for ax, (_, ylabel) in zip(axes, panels, strict=True):
+        ax.set_xticks(range(1, last + 1))
+        ax.set_xlabel("request (classes forgotten one after another)")
+        ax.set_ylabel(ylabel)
+    axes[0].set_title("Sequential deletion requests")
+    axes[0].legend(fontsize=8)
     return save(fig, path)
 
 

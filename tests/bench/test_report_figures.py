@@ -118,7 +118,9 @@ def test_frontier_without_scenarios_beside_the_ablation_is_not_drawn(tmp_path, f
 def test_sequential_has_integer_request_ticks(tmp_path, figures):
     report.plot_sequential(rows(), tmp_path / "s.png")
     [fig] = figures
-    [ax] = fig.axes
+    ax, far, fa = fig.axes  # RA, FAR, and the highest FA of any class forgotten so far
+    assert far.get_ylabel().startswith("retained clips taken") and fa.get_ylabel().startswith("highest FA")
+    assert [len(a.get_lines()) for a in (far, fa)] == [2, 2]  # qpae and retrain
     assert list(ax.get_xticks()) == [1, 2, 3]
     assert ax.get_xlabel().startswith("request") and ax.get_ylabel().startswith("retain accuracy")
     lines = {line.get_label(): line for line in ax.get_lines()}

@@ -16,7 +16,7 @@ COMMANDS = {
     ),
     "unlearn": (
         "qpae-unlearn: make a pretrained model forget",
-        {"dataset", "model", "method", "trainer", "logger", "experiment"},
+        {"dataset", "model", "method", "schedule", "trainer", "logger", "experiment"},
     ),
     "audit": ("qpae-audit: is a forgotten speaker really gone?", {"dataset", "model", "experiment"}),
     "bench": ("qpae-bench: methods", {"bench"}),

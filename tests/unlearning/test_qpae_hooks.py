@@ -40,11 +40,18 @@ def test_phase4_mixes_the_head_and_spares_earlier_forgotten_rows():
     head = classifier_head(net)
     w0, b0 = head.weight.detach().clone(), head.bias.detach().clone()
     request = ForgetRequest((3,), 6, previously_forgotten=(1,))
-    QPAudioEraser(alpha=0.5).on_fit_end(net, request)
+    QPAudioEraser(alpha=0.5, mixing_form="paper").on_fit_end(net, request)
     assert torch.equal(head.weight[1], w0[1]) and torch.equal(head.bias, b0)  # bias not mixed
     expected_row3 = w0[3] + 0.5 * (w0[0] + w0[2] + w0[4] + w0[5])
     assert torch.allclose(head.weight[3], expected_row3, atol=1e-6)
     assert torch.allclose(head.weight[0], w0[0] + 0.5 * w0[3], atol=1e-6)
+
+    # qpae's default, anchored: only the forget row moves, to the mean of the active rows
+    with torch.no_grad():
+        head.weight.copy_(w0)
+    QPAudioEraser(alpha=0.5).on_fit_end(net, request)
+    assert torch.allclose(head.weight[3], w0[[0, 2, 3, 4, 5]].mean(0), atol=1e-6)
+    assert torch.equal(head.weight[[0, 1, 2, 4, 5]], w0[[0, 1, 2, 4, 5]]) and torch.equal(head.bias, b0)
 
 
 def test_ablation_switches_turn_phases_off():
@@ -60,7 +67,7 @@ def test_uncertainty_switch_drops_only_the_entropy_term():
     logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]])
     labels = torch.tensor([0, 1])
     request = ForgetRequest((0,), 4)
-    full = QPAudioEraser().loss(logits, labels, request)
+    full = QPAudioEraser(lambda_rule="fixed").loss(logits, labels, request)
     plain = QPAudioEraser(uncertainty=False).loss(logits, labels, request)
     p = torch.softmax(logits[0], 0)
     entropy = -(p * p.log()).sum()
