@@ -130,7 +130,7 @@ def unlearn_request(
     schedule = {"kind": method.schedule.kind, "steps": trainer.global_step, **method.training_summary()}
     if monitor is not None:
         schedule.update(monitor.summary(), retained_per_epoch=retain_count)
-        final_fa, _ = monitor.measure(module.net)  # the weights to be published, after every phase
+        final_fa, _ = monitor.measure(module.net, as_published=False)  # phase 4 is already applied
         if final_fa > 0:
             raise NotErasedError(
                 f"{method.name} did not erase {request_names(request, datamodule)} within "
@@ -217,7 +217,13 @@ def convergence_monitor(
         return None
     forget = datamodule.forget_set(request.all_forgotten).tensors
     heldout = datamodule.retain_set(request.all_forgotten, split="val").tensors
-    return ConvergenceMonitor(method.schedule, forget, heldout, seed=datamodule.order_seed)
+    return ConvergenceMonitor(
+        method.schedule,
+        forget,
+        heldout,
+        seed=datamodule.order_seed,
+        published_head=lambda weight, bias: method.published_head(weight, bias, request),
+    )
 
 
 class ModelNotFoundError(FileNotFoundError):

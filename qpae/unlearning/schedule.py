@@ -8,8 +8,9 @@ fresh random draw of ``retain_per_forget`` retained clips per forget clip of the
 cost follows the request, not the corpus. Every ``check_every`` steps :class:`ConvergenceMonitor`
 measures FA on the forgotten classes' training clips and accuracy on a held-out slice of retained
 validation clips (both at most ``probe_size``); training stops once FA is 0 and the retained
-accuracy has stayed within ``tolerance`` points (at least one held-out clip) over the last
-``patience`` checks, or at
+accuracy has plateaued — its best value has not risen by more than ``tolerance`` points (at least
+one held-out clip) over the last ``patience`` checks, as Lightning's early stopping with
+``min_delta`` — or at
 ``max_steps``. A run whose published model (after every phase) still recognises a forget
 training clip is refused: no model is written (:class:`NotErasedError`).
 """
@@ -17,14 +18,19 @@ training clip is refused: no model is written (:class:`NotErasedError`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SCHEDULE_KINDS", "ConvergenceMonitor", "NotErasedError", "Schedule", "stable"]
+from qpae.models.factory import classifier_head, features_and_logits
+
+HeadView = Callable[[Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
+
+__all__ = ["SCHEDULE_KINDS", "ConvergenceMonitor", "NotErasedError", "Schedule", "plateaued"]
 
 SCHEDULE_KINDS = ("auto", "epochs")
 
@@ -65,12 +71,14 @@ class Schedule:
         return asdict(self)
 
 
-def stable(values: Sequence[float], patience: int, tolerance: float) -> bool:
-    """Whether the last ``patience + 1`` values lie within ``tolerance`` of each other."""
+def plateaued(values: Sequence[float], patience: int, tolerance: float) -> bool:
+    """Whether the best of ``values`` has not risen by more than ``tolerance`` over the last
+    ``patience`` of them (and there was a value before those to compare with). A plateau, not an
+    exact repeat: a held-out accuracy of a hundred clips moves by a clip or two from check to
+    check even when the model has stopped improving."""
     if len(values) < patience + 1:
         return False
-    window = values[-(patience + 1) :]
-    return max(window) - min(window) <= tolerance
+    return max(values[-patience:]) <= max(values[:-patience]) + tolerance
 
 
 def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -91,12 +99,14 @@ class ConvergenceMonitor(L.Callback):
         forget: tuple[Tensor, Tensor],
         retained_heldout: tuple[Tensor, Tensor],
         seed: int = 0,
+        published_head: HeadView | None = None,
     ) -> None:
         if len(forget[1]) == 0:
             raise ValueError("the automatic schedule needs forget training clips to measure FA on")
         if len(retained_heldout[1]) == 0:
             raise ValueError("the automatic schedule needs held-out retained clips (the validation split)")
         self.schedule = schedule
+        self.published_head = published_head
         self.forget = _subset(*forget, schedule.probe_size, seed)
         self.retained = _subset(*retained_heldout, schedule.probe_size, seed + 1)
         # never finer than one held-out clip: a small validation split moves in whole clips
@@ -105,13 +115,18 @@ class ConvergenceMonitor(L.Callback):
         self.stop_reason = f"max_steps={schedule.max_steps} reached"
 
     @torch.no_grad()
-    def measure(self, net: nn.Module) -> tuple[float, float]:
-        """(FA on the forget clips, accuracy on the retained slice), in percent, in eval mode."""
+    def measure(self, net: nn.Module, as_published: bool = True) -> tuple[float, float]:
+        """(FA on the forget clips, accuracy on the retained slice), in percent, in eval mode, of
+        the model as it would be published: through the method's ``published_head`` (e.g.
+        QPAudioEraser's phase 4), unless ``as_published=False`` or none was given."""
         was_training = net.training
         device = next(net.parameters()).device
+        head = classifier_head(net)
+        view = self.published_head if as_published else None
+        weight, bias = view(head.weight, head.bias) if view else (head.weight, head.bias)
         net.eval()
         try:
-            out = [_accuracy(net, x, y, device) for x, y in (self.forget, self.retained)]
+            out = [_accuracy(net, weight, bias, x, y, device) for x, y in (self.forget, self.retained)]
         finally:
             net.train(was_training)
         return out[0], out[1]
@@ -123,12 +138,13 @@ class ConvergenceMonitor(L.Callback):
         fa, acc = self.measure(pl_module.net)
         self.history.append({"step": step, "FA": fa, "retained_acc": acc})
         accs = [h["retained_acc"] for h in self.history]
-        done = fa == 0.0 and stable(accs, self.schedule.patience, self.tolerance)
+        done = fa == 0.0 and plateaued(accs, self.schedule.patience, self.tolerance)
         done = trainer.strategy.reduce_boolean_decision(done, all=True)
         if done:
             self.stop_reason = (
-                f"converged at step {step}: FA 0 on the forget training clips and retained held-out "
-                f"accuracy within {self.tolerance:.2g} points over {self.schedule.patience + 1} checks"
+                f"converged at step {step}: FA 0 on the forget training clips, and retained held-out "
+                f"accuracy ({acc:.1f}%) has not risen by more than {self.tolerance:.2g} points in "
+                f"{self.schedule.patience} checks"
             )
             trainer.should_stop = True
 
@@ -136,9 +152,18 @@ class ConvergenceMonitor(L.Callback):
         return {"stop_reason": self.stop_reason, "checks": self.history}
 
 
-def _accuracy(net: nn.Module, x: Tensor, y: Tensor, device: torch.device, chunk: int = 256) -> float:
+def _accuracy(
+    net: nn.Module,
+    weight: Tensor,
+    bias: Tensor | None,
+    x: Tensor,
+    y: Tensor,
+    device: torch.device,
+    chunk: int = 256,
+) -> float:
     correct = 0
     for start in range(0, len(y), chunk):
-        logits = net(x[start : start + chunk].to(device))
+        features, _ = features_and_logits(net, x[start : start + chunk].to(device))
+        logits = F.linear(features, weight, bias)
         correct += int((logits.argmax(1).cpu() == y[start : start + chunk]).sum())
     return 100.0 * correct / len(y)

@@ -104,6 +104,14 @@ class UnlearningMethod:
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
         """Edit the model after training (in place)."""
 
+    def published_head(
+        self, weight: Tensor, bias: Tensor | None, request: ForgetRequest
+    ) -> tuple[Tensor, Tensor | None]:
+        """The head ``on_fit_end`` would publish for these weights, computed out of place (the
+        automatic schedule measures the model as it would be published). Methods whose
+        ``on_fit_end`` edits more than the head must not rely on it; this default changes nothing."""
+        return weight, bias
+
     def training_summary(self) -> dict:
         """What the run's training did that its settings do not say (e.g. an automatic λ)."""
         return {}

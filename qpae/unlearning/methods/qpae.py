@@ -113,25 +113,27 @@ class QPAudioEraser(UnlearningMethod):
 
     @torch.no_grad()
     def on_fit_end(self, net: nn.Module, request: ForgetRequest) -> None:
-        if not self.mixing:
-            return
         head = classifier_head(net)
-        protected = request.previously_forgotten
-        if self.mix_bias and head.bias is not None:
-            weight, bias = phases.entanglement_mixing(
-                head.weight,
-                request.forget_classes,
-                self.alpha,
-                protected,
-                bias=head.bias,
-                form=self.mixing_form,
-            )
-            head.bias.copy_(bias)
-        else:
-            weight = phases.entanglement_mixing(
-                head.weight, request.forget_classes, self.alpha, protected, form=self.mixing_form
-            )
+        weight, bias = self.published_head(head.weight, head.bias, request)
         head.weight.copy_(weight)
+        if bias is not None:
+            head.bias.copy_(bias)
+
+    def published_head(
+        self, weight: Tensor, bias: Tensor | None, request: ForgetRequest
+    ) -> tuple[Tensor, Tensor | None]:
+        """Phase 4 on the head, out of place (``on_fit_end`` copies the result in)."""
+        if not self.mixing:
+            return weight, bias
+        protected = request.previously_forgotten
+        if self.mix_bias and bias is not None:
+            return phases.entanglement_mixing(
+                weight, request.forget_classes, self.alpha, protected, bias=bias, form=self.mixing_form
+            )
+        mixed = phases.entanglement_mixing(
+            weight, request.forget_classes, self.alpha, protected, form=self.mixing_form
+        )
+        return mixed, bias
 
     def training_summary(self) -> dict:
         """The λ actually applied (mean, min, max over the run's batches)."""
