@@ -169,7 +169,7 @@ FAKE_CLASSES = [f"class{i:02d}" for i in range(40)]
 FAKE_CLASSES[7] = "spanish"
 
 
-@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke", "qpae_figures"])
+@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke", "qpae_figures", "sequential"])
 def test_every_bench_profile_composes_and_plans(make_config, profile):
     from omegaconf import OmegaConf
 
