@@ -41,8 +41,8 @@ __all__ = [
 
 MIXING_FORMS = ("paper", "centred", "anchored")
 """Phase 4's forms: ``paper`` is ``W <- M W`` as published; ``centred`` mixes ``W - 1μᵀ``; ``anchored``
-mixes like ``centred`` and then removes the common shift ``M`` gives every active row, so that only
-the forget rows move (qpae's default: the one that holds over a sequence of requests)."""
+mixes like ``centred`` and then removes the common shift ``M`` gives every active row, so that
+retained rows never move (qpae's default: the one that holds over a sequence of requests)."""
 
 
 def _class_list(classes: Iterable[int], num_classes: int, name: str) -> list[int]:
@@ -239,8 +239,9 @@ def entanglement_mixing(
     """Phase 4, entanglement mixing of the head: ``W <- M W`` (and ``b <- M b`` if ``bias`` given).
 
     ``M`` is :func:`entanglement_matrix`. Returns the new weight, or ``(weight, bias)`` when a bias
-    is passed; the caller decides whether the bias takes part. Rows of ``protected_classes`` are
-    copied from the input, so they are bit-identical even under reduced-precision matmuls (TF32).
+    is passed; the caller decides whether the bias takes part. Under ``paper`` and ``centred``, rows
+    of ``protected_classes`` are copied from the input, so they are bit-identical even under
+    reduced-precision matmuls (TF32); ``anchored`` anchors them again (below).
     Write ``A`` for the active (not protected) rows, ``n = |A|``.
 
     ``form="paper"``: ``W_A <- M W_A`` as published. Adding one vector ``v`` to every row leaves the
@@ -258,10 +259,14 @@ def entanglement_mixing(
     active rows ``C = W_A − 1μᵀ``, then subtracts from every active row the common shift
     ``s = α·Σ_{g∈F} C_g`` that ``M`` gave each retained row. The predictions among the active
     classes are exactly those of ``centred`` (one vector added to every active row), but retained
-    and protected rows stay bit-identical and only the forget rows move:
+    rows stay bit-identical and only the forget rows move:
     ``W_f <- μ + (1−α)·C_f − α·Σ_{g∈F} C_g`` (one forget class: ``μ + (1−2α)·C_f``; at α = 0.5 the
-    mean active row). Over a sequence of requests nothing accumulates in the retained rows, and
-    the earlier forgotten classes keep their place against them (see the README).
+    mean active row). Each protected row ``p`` is anchored again the same way, on its own:
+    ``W_p <- μ + (1−2α)·(W_p − μ)`` — never mixed with another row, so nothing of the new class
+    reaches it, but the training of later requests (whose uniform targets pull every forgotten
+    class's logit up to the others' level on its own clips) cannot lift it above the retained
+    classes. Over a sequence of requests nothing accumulates in the retained rows (see the README).
+    With ``paper`` and ``centred``, protected rows are copied from the input.
     """
     _check_head(weight, bias)
     if form not in MIXING_FORMS:
@@ -292,10 +297,10 @@ def _mix(matrix: Tensor, x: Tensor, form: str, keep: Tensor, is_forget: Tensor, 
     elif form == "centred":
         mean = x.mean(0, keepdim=True)
         mixed = matrix @ (x - mean) + mean
-    else:  # anchored: only the forget rows move
+    else:  # anchored: the forget rows move, earlier-forgotten rows are anchored again, retained rows stay
         mean = x[~keep].mean(0, keepdim=True)
         centred = x - mean
         shift = alpha * centred[is_forget].sum(0, keepdim=True)
-        moved = mean + (1.0 - alpha) * centred - shift
-        mixed = torch.where(is_forget.view_as(rows), moved, x)
+        moved = torch.where(is_forget.view_as(rows), mean + (1.0 - alpha) * centred - shift, x)
+        return torch.where(rows, mean + (1.0 - 2.0 * alpha) * centred, moved)
     return torch.where(rows, x, mixed)

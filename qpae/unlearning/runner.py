@@ -191,22 +191,25 @@ def request_names(request: ForgetRequest, datamodule: AudioDataModule) -> str:
 def auto_retain_count(
     request: ForgetRequest, datamodule: AudioDataModule, method: UnlearningMethod
 ) -> int | None:
-    """Retained clips per epoch under the automatic schedule: ``retain_per_forget`` per forget
-    training clip of this request (None for other schedules). Too many is an error, before
-    any training."""
+    """Retained clips per epoch under the automatic schedule (None for other schedules):
+    ``retain_per_forget`` per forget clip of the epoch — every forgotten class's training clips,
+    earlier requests' included, so that the share of uniform targets does not grow along a
+    sequence — and at most every retained clip. Asking for more retained clips than there are
+    for this request's own clips alone is an error, before any training."""
     if not method.auto_schedule or method.train_on != "forget+retain":
         return None
     labels = datamodule.dataset("train").tensors[1]
     forget_clips = int(torch.isin(labels, torch.tensor(request.forget_classes)).sum())
-    retained = int((~torch.isin(labels, torch.tensor(request.all_forgotten))).sum())
-    count = int(round(method.schedule.retain_per_forget * forget_clips))
-    if count > retained:
+    epoch_forget_clips = int(torch.isin(labels, torch.tensor(request.all_forgotten)).sum())
+    retained = int(len(labels) - epoch_forget_clips)
+    ratio = method.schedule.retain_per_forget
+    if round(ratio * forget_clips) > retained:
         raise ValueError(
-            f"unlearn.schedule.retain_per_forget={method.schedule.retain_per_forget} asks for {count} retained "
+            f"unlearn.schedule.retain_per_forget={ratio} asks for {round(ratio * forget_clips)} retained "
             f"clips per epoch ({forget_clips} forget clips of {request_names(request, datamodule)}), but only "
             f"{retained} training clips are retained; lower it to at most {retained / forget_clips:.2f}"
         )
-    return count
+    return min(retained, int(round(ratio * epoch_forget_clips)))
 
 
 def convergence_monitor(

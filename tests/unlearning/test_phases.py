@@ -272,10 +272,20 @@ def test_anchored_mixing_by_hand(head):
     assert torch.equal(mixed[[0, 2, 3]], weight[[0, 2, 3]])
     # α = 0.5: the forget row becomes the mean active row
     assert torch.allclose(entanglement_mixing(weight, [1], 0.5, form="anchored")[1], weight.mean(0))
-    # protected rows take no part in μ and stay bit-identical; the bias follows the same rule
+    # protected rows take no part in μ and are anchored again on their own (α = 0.5: to μ);
+    # retained rows stay bit-identical; the bias follows the same rule
     w, b = entanglement_mixing(weight, [1], 0.5, protected_classes=[3], bias=bias, form="anchored")
-    assert torch.allclose(w[1], weight[:3].mean(0)) and torch.equal(w[[0, 2, 3]], weight[[0, 2, 3]])
-    assert b[1] == pytest.approx(bias[:3].mean().item()) and torch.equal(b[[0, 2, 3]], bias[[0, 2, 3]])
+    assert torch.allclose(w[1], weight[:3].mean(0)) and torch.allclose(w[3], weight[:3].mean(0))
+    assert torch.equal(w[[0, 2]], weight[[0, 2]])
+    assert b[1] == pytest.approx(bias[:3].mean().item()) and b[3] == pytest.approx(bias[:3].mean().item())
+    assert torch.equal(b[[0, 2]], bias[[0, 2]])
+    # α = 0.25: a protected row keeps half of its centred self, never anything of the forget row
+    w = entanglement_mixing(weight, [1], 0.25, protected_classes=[3], form="anchored")
+    assert torch.allclose(w[3], weight[:3].mean(0) + 0.5 * (weight[3] - weight[:3].mean(0)))
+    other = weight.clone()
+    other[1] += 100.0  # a different forget row moves μ, and only through μ
+    w_other = entanglement_mixing(other, [1], 0.25, protected_classes=[3], form="anchored")
+    assert torch.allclose(w_other[3] - w[3], 0.5 * (other[:3].mean(0) - weight[:3].mean(0)))
 
 
 @pytest.mark.parametrize("forget", [[1], [0, 2]])
@@ -287,7 +297,7 @@ def test_anchored_predicts_as_centred_among_the_active_classes_without_moving_th
     c = entanglement_mixing(weight[:6], forget, 0.3, form="centred")  # centred over the active rows
     # one vector added to every active row: the same softmax over the active classes
     assert torch.allclose(F_nn.softmax(z @ a[active].T, 1), F_nn.softmax(z @ c.T, 1), atol=1e-5)
-    kept = [r for r in range(7) if r not in forget]
+    kept = [r for r in range(6) if r not in forget]  # the retained rows (6 is protected)
     assert torch.equal(a[kept], weight[kept])
     offset = torch.randn(5)  # blind to the softmax-invisible offset, like centred
     shifted = entanglement_mixing(weight + offset, forget, 0.3, protected_classes=[6], form="anchored")
