@@ -23,9 +23,25 @@ def unlearned_pair(tmp_path_factory, pretrained, feature_cache, synthetic_root):
     out = {}
     for method, extra in (
         # the paper's phase 4 and fixed λ, as these tests compare qpae's options with the paper
-        ("qpae", ["unlearn.epochs=2", "unlearn.mixing_form=paper", "unlearn.lambda_rule=fixed"]),
-        ("qpae_features", ["unlearn.epochs=2", "unlearn.mixing_form=paper", "unlearn.lambda_rule=fixed"]),
-        ("qpae_centred", ["unlearn.epochs=2", "unlearn.lambda_rule=fixed"]),
+        (
+            "qpae",
+            [
+                "unlearn.epochs=2",
+                "unlearn.mixing_form=paper",
+                "unlearn.lambda_rule=fixed",
+                "unlearn.mix_bias=false",
+            ],
+        ),
+        (
+            "qpae_features",
+            [
+                "unlearn.epochs=2",
+                "unlearn.mixing_form=paper",
+                "unlearn.lambda_rule=fixed",
+                "unlearn.mix_bias=false",
+            ],
+        ),
+        ("qpae_centred", ["unlearn.epochs=2", "unlearn.lambda_rule=fixed", "unlearn.mix_bias=false"]),
         ("retrain", ["unlearn.epochs=10"]),
     ):
         root = tmp_path_factory.mktemp(method)
