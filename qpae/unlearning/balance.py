@@ -18,12 +18,13 @@ minimiser as −H). λ_eff is a number, computed without gradient: the loss's fo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F_nn
 from torch import Tensor
+
+from qpae.unlearning.phases import check_lambda
 
 __all__ = [
     "LAMBDA_RULES",
@@ -57,8 +58,7 @@ def balanced_lambda(retain_grad_norm: float, entropy_grad_norm: float, lambda_ma
     """The rule on two gradient norms: ``min(λ, ‖g_R‖/‖g_H‖)``; ``λ`` when the entropy term has no
     gradient (predictions already uniform), ``0`` when there is no retained gradient to protect
     but the entropy term has one."""
-    if not (math.isfinite(lambda_max) and lambda_max >= 0):
-        raise ValueError(f"lambda must be finite and >= 0, got {lambda_max}")
+    check_lambda(lambda_max)
     if retain_grad_norm < 0 or entropy_grad_norm < 0:
         raise ValueError("gradient norms are >= 0")
     if entropy_grad_norm == 0:

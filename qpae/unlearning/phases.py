@@ -85,6 +85,27 @@ def _mixing_classes(
     return forget, protected
 
 
+def check_phi(phi: float) -> float:
+    """Phase 1's phase: any finite number."""
+    if not math.isfinite(phi):
+        raise ValueError(f"phi must be finite, got {phi}")
+    return phi
+
+
+def check_lambda(lambda_: float) -> float:
+    """Phase 3's entropy weight: finite and >= 0."""
+    if not (math.isfinite(lambda_) and lambda_ >= 0):
+        raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
+    return lambda_
+
+
+def check_alpha(alpha: float) -> float:
+    """Phase 4's coupling: in [0, 1] (NaN is refused)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return alpha
+
+
 def _check_head(weight: Tensor, bias: Tensor | None) -> None:
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D [K, d], got shape {tuple(weight.shape)}")
@@ -106,8 +127,7 @@ def destructive_interference(
     ``-W[f] / sqrt(2)`` and the bias ``-b[f]``. ``bias`` may be ``None`` (returned as ``None``).
     """
     _check_head(weight, bias)
-    if not math.isfinite(phi):
-        raise ValueError(f"phi must be finite, got {phi}")
+    check_phi(phi)
     forget = _forget_list(forget_classes, weight.shape[0])
     mask = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
     mask[forget] = True
@@ -165,8 +185,7 @@ def uncertainty_loss(
     if logits.dim() != 2 or labels.shape != logits.shape[:1] or logits.shape[0] == 0:
         shapes = f"{tuple(logits.shape)} and {tuple(labels.shape)}"
         raise ValueError(f"need logits [N, K] and labels [N] with N > 0, got {shapes}")
-    if not (math.isfinite(lambda_) and lambda_ >= 0):
-        raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
+    check_lambda(lambda_)
     targets = superposition_targets(labels, forget_classes, logits.shape[1]).to(logits.dtype)
     log_p = F_nn.log_softmax(logits, dim=1)
     cross_entropy = -(targets * log_p).sum(dim=1)
@@ -195,8 +214,7 @@ def entanglement_matrix(
     the identity: they neither receive from nor give to the mix. Forget classes couple with each
     other too. Raises ``ValueError`` on ``alpha`` outside ``[0, 1]`` and on invalid class sets.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    check_alpha(alpha)
     forget, protected = _mixing_classes(num_classes, forget_classes, protected_classes)
     eye = torch.eye(num_classes, dtype=torch.bool, device=device)
     is_forget, active = eye.new_zeros(num_classes), eye.new_ones(num_classes)
@@ -290,7 +308,8 @@ def entanglement_mixing(
 
 
 def _mix(matrix: Tensor, x: Tensor, form: str, keep: Tensor, is_forget: Tensor, alpha: float) -> Tensor:
-    """One of :data:`MIXING_FORMS` on ``x`` ([K, d] rows or a [K] bias); protected rows copied."""
+    """One of :data:`MIXING_FORMS` on ``x`` ([K, d] rows or a [K] bias); protected rows copied
+    (``paper``, ``centred``) or anchored again (``anchored``)."""
     rows = keep.view(-1, *([1] * (x.dim() - 1)))
     if form == "paper":
         mixed = matrix @ x

@@ -27,8 +27,8 @@ class QPAudioEraser(UnlearningMethod):
             ``lambda_rule="fixed"`` is the paper's.
         alpha: entanglement coupling α (paper: 0.2–0.5).
         mixing_form: phase 4's form, one of :data:`~qpae.unlearning.phases.MIXING_FORMS`:
-            ``paper`` (``W ← M·W``), ``centred``, or ``anchored`` (qpae's default: only the forget
-            rows move, so a sequence of requests does not wear the model down; README).
+            ``paper`` (``W ← M·W``), ``centred``, or ``anchored`` (qpae's default: retained rows never
+            move, so a sequence of requests does not wear the model down; README).
         mix_bias: also mix the bias with M. The paper mixes W only; default False.
         weight_transform / uncertainty / mixing: switch phases off for the ablation.
             Without the uncertainty term the loss is cross-entropy to the superposition
@@ -59,12 +59,10 @@ class QPAudioEraser(UnlearningMethod):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not math.isfinite(phi):
-            raise ValueError(f"phi must be finite, got {phi}")
-        if not (math.isfinite(lambda_) and lambda_ >= 0):
-            raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        # the phases' own checks, now: before any training rather than at fit start or end
+        phases.check_phi(phi)
+        phases.check_lambda(lambda_)
+        phases.check_alpha(alpha)
         if mixing_form not in phases.MIXING_FORMS:
             raise ValueError(
                 f"mixing_form must be one of {', '.join(phases.MIXING_FORMS)}; got {mixing_form!r}"
