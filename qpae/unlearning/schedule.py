@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qpae.metrics.functional import forget_accuracy, retain_accuracy
 from qpae.models.factory import classifier_head, features_and_logits
 
 HeadView = Callable[[Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
@@ -108,6 +109,7 @@ class ConvergenceMonitor(L.Callback):
         self.schedule = schedule
         self.published_head = published_head
         self.forget = _subset(*forget, schedule.probe_size, seed)
+        self.forgotten = forget[1].unique()
         self.retained = _subset(*retained_heldout, schedule.probe_size, seed + 1)
         # never finer than one held-out clip: a small validation split moves in whole clips
         self.tolerance = max(schedule.tolerance, 100.0 / len(self.retained[1]))
@@ -126,10 +128,14 @@ class ConvergenceMonitor(L.Callback):
         weight, bias = view(head.weight, head.bias) if view else (head.weight, head.bias)
         net.eval()
         try:
-            out = [_accuracy(net, weight, bias, x, y, device) for x, y in (self.forget, self.retained)]
+            forget_logits, retained_logits = (
+                _logits(net, weight, bias, x, device) for x, _ in (self.forget, self.retained)
+            )
         finally:
             net.train(was_training)
-        return out[0], out[1]
+        # by the metrics' functional forms: the same numbers qpae-unlearn and the audit report
+        fa = forget_accuracy(forget_logits, self.forget[1], self.forgotten)
+        return float(fa), float(retain_accuracy(retained_logits, self.retained[1], self.forgotten))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         step = trainer.global_step
@@ -152,18 +158,9 @@ class ConvergenceMonitor(L.Callback):
         return {"stop_reason": self.stop_reason, "checks": self.history}
 
 
-def _accuracy(
-    net: nn.Module,
-    weight: Tensor,
-    bias: Tensor | None,
-    x: Tensor,
-    y: Tensor,
-    device: torch.device,
-    chunk: int = 256,
-) -> float:
-    correct = 0
-    for start in range(0, len(y), chunk):
-        features, _ = features_and_logits(net, x[start : start + chunk].to(device))
-        logits = F.linear(features, weight, bias)
-        correct += int((logits.argmax(1).cpu() == y[start : start + chunk]).sum())
-    return 100.0 * correct / len(y)
+def _logits(
+    net: nn.Module, weight: Tensor, bias: Tensor | None, x: Tensor, device: torch.device, chunk: int = 256
+) -> Tensor:
+    """Logits through the given head, in chunks, on the CPU."""
+    out = [F.linear(features_and_logits(net, c.to(device))[0], weight, bias).cpu() for c in x.split(chunk)]
+    return torch.cat(out)
