@@ -98,6 +98,10 @@ def plan(
 ) -> list[Cell]:
     """Expand the bench config into cells, in a deterministic order.
 
+    A scenario may set its own ``seeds`` (default: the profile's). ``retrain`` runs once per
+    dataset, forget set and seed whatever the scenario's ``variants`` (they set the unlearning
+    methods; retrain follows the original's recipe).
+
     ``class_names`` maps each dataset to its classes (names resolve against them); every request
     sequence is checked now, before anything runs. ``run_overrides`` (applied to every run)
     belong to each cell's cache key.
@@ -130,8 +134,11 @@ def plan(
             )
             for requests in sequences:
                 for method in (m for m in methods if m not in skip):
-                    for variant, overrides in variants.items():
-                        for seed in bench["seeds"]:
+                    # a scenario's variants are settings of the unlearning methods; retrain (the
+                    # reference, the original's pretraining recipe) runs once, without them
+                    method_variants = {"default": []} if method == "retrain" else variants
+                    for variant, overrides in method_variants.items():
+                        for seed in spec.get("seeds", bench["seeds"]):
                             cells.append(
                                 Cell(
                                     scenario,

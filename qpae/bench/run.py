@@ -253,17 +253,18 @@ def pretraining_identity(cfg: DictConfig) -> dict:
 def audit_groups(
     results: list[dict], scenarios: list[str], seeds: list[int] | None = None
 ) -> dict[tuple, dict[str, Path]]:
-    """(scenario, dataset, seed, forget) → {method: unlearned model file} for audited scenarios."""
+    """(scenario, dataset, seed, forget) → {model name: unlearned model file} for audited
+    scenarios; a variant other than ``default``/``full`` is named ``method (variant)`` as in the
+    report."""
     groups: dict[tuple, dict[str, Path]] = {}
     for res in results:
         cell = res["cell"]
         if seeds is not None and cell["seed"] not in seeds:
             continue
-        if (
-            cell["scenario"] in scenarios
-            and cell["variant"] in ("default", "full")
-            and len(cell["requests"]) == 1
-        ):
+        if cell["scenario"] in scenarios and len(cell["requests"]) == 1:
             key = (cell["scenario"], cell["dataset"], cell["seed"], tuple(cell["requests"][0]))
-            groups.setdefault(key, {})[cell["method"]] = Path(res["model"])
+            name = cell["method"]
+            if cell["variant"] not in ("default", "full"):
+                name = f"{name} ({cell['variant']})"
+            groups.setdefault(key, {})[name] = Path(res["model"])
     return groups

@@ -3,12 +3,14 @@
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from qpae.bench import report
 from qpae.bench.plan import Cell, forget_sets, plan
 from qpae.bench.profile import bench
+from qpae.bench.run import audit_groups
 from qpae.unlearning.request import RequestError
 
 NAMES = [f"c{i}" for i in range(10)]
@@ -78,6 +80,44 @@ def test_plan_expands_methods_variants_and_seeds():
     assert Cell("s", "a", "qpae", "full", 0, ((0,),)).key(SETTINGS) == Cell(
         "s", "a", "qpae", "full", 0, ((0,),)
     ).key(SETTINGS)
+
+
+def test_retrain_runs_once_whatever_the_variants_and_a_scenario_may_set_its_seeds():
+    spec = {
+        **SPEC,
+        "scenarios": {
+            "single": {
+                "datasets": ["a"],
+                "forget_index": [[0]],
+                "methods": ["qpae", "retrain"],
+                "seeds": [5],
+                "variants": {"auto": ["schedule=auto"], "paper": ["schedule=paper"]},
+            }
+        },
+    }
+    cells = plan(spec, {"a": NAMES[:5]})
+    assert sorted((c.method, c.variant, c.seed, c.overrides) for c in cells) == [
+        ("qpae", "auto", 5, ("schedule=auto",)),
+        ("qpae", "paper", 5, ("schedule=paper",)),
+        ("retrain", "default", 5, ()),
+    ]
+
+
+def test_audit_groups_name_each_variant_as_the_report_does():
+    def result(method, variant, seed=0):
+        cell = {"scenario": "single", "dataset": "a", "method": method, "variant": variant, "seed": seed}
+        return {"cell": {**cell, "requests": [[0]]}, "model": f"{method}-{variant}.pt"}
+
+    results = [
+        result("retrain", "default"),
+        result("qpae", "auto"),
+        result("qpae", "full"),
+        result("qpae", "auto", 1),
+    ]
+    groups = audit_groups(results, ["single"], seeds=[0])
+    assert list(groups) == [("single", "a", 0, (0,))]
+    assert sorted(groups[("single", "a", 0, (0,))]) == ["qpae", "qpae (auto)", "retrain"]
+    assert audit_groups(results, ["other"]) == {}
 
 
 def test_a_cells_key_follows_its_settings_not_only_its_name():
@@ -169,7 +209,10 @@ FAKE_CLASSES = [f"class{i:02d}" for i in range(40)]
 FAKE_CLASSES[7] = "spanish"
 
 
-@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke", "qpae_figures", "sequential"])
+PROFILES = sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "bench").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 def test_every_bench_profile_composes_and_plans(make_config, profile):
     from omegaconf import OmegaConf
 
@@ -181,10 +224,10 @@ def test_every_bench_profile_composes_and_plans(make_config, profile):
     assert {c.dataset for c in cells} <= set(spec["datasets"])
     for scenario in spec["scenarios"].values():
         assert sum(k in scenario for k in ("forget", "forget_index", "fraction", "sequential")) == 1
-    # every dataset's overrides compose into a valid unlearning config
+    # every dataset's overrides, with every variant's, compose into a valid unlearning config
     for name, ds in spec["datasets"].items():
-        for method in {c.method for c in cells if c.dataset == name}:
-            make_config("unlearn", *ds["overrides"], f"model={ds['model']}", f"method={method}")
+        for method, overrides in {(c.method, c.overrides) for c in cells if c.dataset == name}:
+            make_config("unlearn", *ds["overrides"], f"model={ds['model']}", f"method={method}", *overrides)
     if profile == "paper":
         # the paper fine-tunes ImageNet weights, and its accent scenario forgets Spanish
         for ds in spec["datasets"].values():
@@ -264,6 +307,34 @@ def report_rows(methods=("qpae",)):
             for m in methods
         ]
     )
+
+
+def test_fit_time_is_a_share_of_the_same_seeds_retrain_and_a_sequence_sums_its_requests():
+    metrics = dict.fromkeys(("FA", "FAR", "RA", "FRR", "PER", "IL", "ERB", "ERB_paper"), 50.0)
+
+    def result(method, seed, fits, requests):
+        reports = [
+            {"before": metrics, "after": metrics, "timings_s": {"train_s": 1.0, "fit_total_s": f}}
+            for f in fits
+        ]
+        cell = {"scenario": "single", "dataset": "d", "method": method, "variant": "default", "seed": seed}
+        return {"cell": {**cell, "requests": requests}, "reports": reports, "wall_s": 1.0, "pretrain_s": 1.0}
+
+    rows = report.flatten(
+        [
+            result("retrain", 0, [100.0], [[0, 1]]),
+            result("retrain", 1, [200.0], [[0, 1]]),
+            result("qpae", 0, [2.0], [[0, 1]]),
+            result("qpae", 1, [2.0], [[0, 1]]),
+        ]
+    )
+    [qpae] = [line for line in report.markdown(rows, "s").splitlines() if line.startswith("| qpae |")]
+    assert "| 1.5 ± 0.7 |" in qpae  # 2 % and 1 %, each against its own seed's retrain
+    sequence = report.flatten(
+        [result("retrain", 0, [100.0], [[0], [1]]), result("qpae", 0, [2.0, 3.0], [[0], [1]])]
+    )
+    [qpae] = [line for line in report.markdown(sequence, "s").splitlines() if line.startswith("| qpae |")]
+    assert "| 5.0 ± 0.0 |" in qpae  # both requests' fits against one retrain
 
 
 def test_report_without_retrain_says_so_and_notes_the_deviating_columns():
