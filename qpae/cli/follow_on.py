@@ -2,7 +2,7 @@
 
 ``make pretrain DATASET=fsdd DATA_DIR=…`` then ``make unlearn FORGET=theo`` unlearns from the
 model just trained, on the same data, instead of the configs' defaults; ``make audit`` then audits
-that unlearning run beside it. What the user gives always wins, key by key: ``dataset=`` or
+that unlearning run beside it, and ``make certify`` certifies it. What the user gives always wins, key by key: ``dataset=`` or
 ``experiment=`` means other data (nothing recorded is used), ``model=`` another network (the
 recorded data settings stay, the recorded model file does not), ``input=`` / ``original=`` /
 ``+unlearned.*=`` another model file. The command prints what it picked.
@@ -45,8 +45,14 @@ def follow_on(overrides: list[str], command: str) -> tuple[list[str], str | None
     added = [o for o in pre["overrides"] if _key(o) not in given]
     same_model = "model" not in given
     notes = []
-    if command == "unlearn" and same_model and "input" not in given:
+    if command in ("unlearn", "certify") and same_model and "input" not in given:
         added.append(f"input={pre['model']}")
+    if command == "certify" and same_model and "certify.model" not in given:
+        unlearned = state.get("unlearn")
+        if unlearned and unlearned.get("input_sha256") == pre.get("sha256") == sha256_file(pre["model"]):
+            added.append(f"certify.model={unlearned['model']}")
+            if "method" not in given:
+                added.append(f"method={unlearned['method']}")
     elif command == "audit" and same_model and "original" not in given:
         added.append(f"original={pre['model']}")
         unlearned = state.get("unlearn")
@@ -58,7 +64,7 @@ def follow_on(overrides: list[str], command: str) -> tuple[list[str], str | None
                     f"the last unlearning run ({unlearned.get('model')}) did not start from this model: "
                     "name the models to audit with +unlearned.NAME=…"
                 )
-    picked = " ".join(o for o in added if not o.startswith(("input=", "original=")))
+    picked = " ".join(o for o in added if not o.startswith(("input=", "original=", "certify.model=")))
     message = f"qpae-{command}: following on from the last pretraining, {pre['model']} ({picked})" + "".join(
         f"\n  note: {n}" for n in notes
     )
