@@ -6,6 +6,7 @@
 #   make pretrain DATASET=fsdd DATA_DIR=../shared/data     (MODEL=small_cnn unless you say)
 #   make unlearn  FORGET=theo        by name, from the model pretrained last (or FORGET_INDEX=0)
 #   make audit                       the last unlearning run beside the original and a floor
+#   make certify N=16                that run's per-clip ε against 16 retrained models (cached)
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 
@@ -27,6 +28,8 @@ FORGET  ?=
 FORGET_INDEX ?=
 # Where the datasets' standard layouts live (empty: the configs' default, ./data).
 DATA_DIR ?=
+# Models per certification ensemble (make certify)
+N       ?= 16
 # Extra Hydra overrides, e.g. ARGS="trainer.max_epochs=3 seed=1"
 ARGS    ?=
 
@@ -38,7 +41,7 @@ FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn audit bench test lint throughput clean
+.PHONY: install demo pretrain unlearn audit certify bench test lint throughput clean
 
 install: $(VENV)/.installed
 
@@ -60,6 +63,11 @@ unlearn: install
 
 audit: install
 	$(PY) -m qpae.cli.audit $(CHOICE_ARG) $(DATA_ARG) $(ARGS)
+
+# certify follows on from the last unlearning run (its method and forget set); METHOD= and
+# SCHEDULE= are passed only when you set them, so that they never contradict that run
+certify: install
+	$(PY) -m qpae.cli.certify $(CHOICE_ARG) $(if $(filter-out file,$(origin METHOD)),method=$(METHOD),) $(if $(filter-out file,$(origin SCHEDULE)),schedule=$(SCHEDULE),) trainer=$(TRAINER) certify.n=$(N) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
 
 bench: install
 	$(PY) -m qpae.cli.bench bench=$(BENCH) $(if $(DATA_DIR),bench_real_data=$(abspath $(DATA_DIR)),) $(ARGS)

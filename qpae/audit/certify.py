@@ -79,9 +79,20 @@ def certificate(
             "unlearned": float(np.mean(unlearned["test_acc"])),
             "retrain": float(np.mean(retrain["test_acc"])),
         },
+        "null_by_n": noise_floor(retrain["conf_forget"], delta),
         **verdict(eps["null"], eps["power"]),
     }
     return body, eps
+
+
+def noise_floor(retrain: np.ndarray, delta: float = DELTA) -> dict[int, dict]:
+    """The null test on the first n members for n = 8, 16, 32, … up to the ensemble's size:
+    how the instrument's floor and resolution change with N."""
+    out, n = {}, 8
+    while n <= len(retrain):
+        out[n] = null_test(retrain[:n], delta).summary()
+        n *= 2
+    return out
 
 
 def histogram(values: np.ndarray, ceiling: float, width: float = 0.25) -> dict:

@@ -1,4 +1,5 @@
-"""One bench profile end to end: its cells (resumable), the audit, the report and the figures."""
+"""One bench profile end to end: its cells (resumable), the audit, the certification, the report and
+the figures."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from qpae.bench import report
+from qpae.bench.certify import certify_all
 from qpae.bench.plan import plan
 from qpae.bench.run import BenchRunner, audit_groups
 from qpae.tracking import log_results
@@ -43,6 +45,7 @@ def bench(cfg: DictConfig) -> Path:
         for i, key in enumerate(ordered, start=1):
             log.info("audit %d/%d: %s", i, len(groups), key)
             audits.append(runner.audit(key, groups[key], audit_spec.get("settings", {})))
+    certificates = certify_all(runner, spec["certify"]) if spec.get("certify") else []
     images = [
         p
         for p in (
@@ -57,11 +60,13 @@ def bench(cfg: DictConfig) -> Path:
         + ", ".join(f"{d}: {s['pretrain_epochs']} ({s['model']})" for d, s in spec["datasets"].items())
         + f"; unlearning overrides {spec.get('unlearn_overrides', [])} (retrain: the pretraining schedule)."
         f" This invocation: {time.perf_counter() - started:.0f} s wall time in all (set-up, cells,"
-        " audit and figures; finished cells and audits are read back, not run again)."
+        " audit, certification and figures; finished cells, audits and certificates are read back, not run"
+        " again)."
     )
     table = report.markdown(rows, schedule)
     if audit_spec:
         table += report.audit_markdown(audits, audit_spec.get("settings", {}).get("relearn_steps", 200))
+    table += report.certify_markdown(certificates)
     report.write_text(results_dir / "report.md", table)
     figures = {p.stem: p for p in images}
     for entry in audits:  # the audit's loss histograms, MIA ROC and relearn curves per group

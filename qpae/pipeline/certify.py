@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -253,8 +254,15 @@ def build_member(cfg: DictConfig) -> Path:
     )
 
 
-def certify(cfg: DictConfig) -> dict:
-    """Certify: plan, build what is missing, measure, publish; link the certified run's receipt."""
+Builder = Callable[[DictConfig, str, list[int], ForgetRequest], None]
+
+
+def certify(cfg: DictConfig, build_missing: Builder | None = None) -> dict:
+    """Certify: plan, build what is missing, measure, publish; link the certified run's receipt.
+
+    ``build_missing(cfg, kind, members, request)`` builds members (default: a Hydra multirun of
+    ``qpae-ensemble`` through ``certify.launcher``; the bench builds them in its own process)."""
+    build_missing = build_missing or launch_members
     started = time.perf_counter()
     p = plan(cfg)
     n, ensembles = p["n"], p["ensembles"]
@@ -264,7 +272,7 @@ def certify(cfg: DictConfig) -> dict:
         log.info("%s ensemble %s: %d/%d members cached", kind, ensemble.path, n - len(missing), n)
         t0 = time.perf_counter()
         if missing:
-            launch_members(cfg, kind, missing, p["request"])
+            build_missing(cfg, kind, missing, p["request"])
         build_s[kind] = time.perf_counter() - t0
     t0 = time.perf_counter()
     measures = {kind: ens.ensemble_measures(e, n, p["clips"]) for kind, e in ensembles.items()}

@@ -172,6 +172,10 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
         "retrain",
         "random_init",
     }
+    # the certification: N = 4 runs of qpae against 4 retrained models, with its null and power tests
+    assert "# Certification" in report and "| qpae |" in report.split("# Certification")[1]
+    [certificate] = (out / "certify").glob("tiny-qpae-n4-*/certificate/certificate.json")
+    assert json.loads(certificate.read_text())["n"] == 4
     [wandb_run] = (out / "wandb").glob("offline-run-*")
     media = [str(p.relative_to(wandb_run)) for p in (wandb_run / "files" / "media").rglob("*.*")]
     for name in ("frontier", "runs", "mia_roc", "relearn_curves", "loss_histograms"):
@@ -182,6 +186,7 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
 
     monkeypatch.setattr("qpae.bench.run.unlearn_request", no_recompute)
     monkeypatch.setattr("qpae.bench.run.pretrain", no_recompute)
+    monkeypatch.setattr("qpae.bench.certify.certify", no_recompute)  # the certificate is read back
     bench(make_config("bench", "bench=smoke", "wandb=false"))
     assert (out / "report.md").read_text().split("This invocation")[0] == report.split("This invocation")[0]
 
@@ -220,7 +225,13 @@ def test_every_bench_profile_composes_and_plans(make_config, profile):
     spec = OmegaConf.to_container(cfg.bench, resolve=True)
     cells = plan(spec, dict.fromkeys(spec["datasets"], FAKE_CLASSES), list(cfg.run_overrides))
     keys = {c.key({"method": c.method}) for c in cells}
-    assert cells and len(keys) == len(cells)
+    assert (cells or spec.get("certify")) and len(keys) == len(cells)
+    if spec.get("certify"):  # certified datasets and methods exist and compose
+        assert set(spec["certify"]["datasets"]) <= set(spec["datasets"])
+        for name in spec["certify"]["datasets"]:
+            ds = spec["datasets"][name]
+            for method in spec["certify"]["methods"]:
+                make_config("certify", *ds["overrides"], f"model={ds['model']}", f"method={method}")
     assert {c.dataset for c in cells} <= set(spec["datasets"])
     for scenario in spec["scenarios"].values():
         assert sum(k in scenario for k in ("forget", "forget_index", "fraction", "sequential")) == 1
@@ -335,6 +346,31 @@ def test_fit_time_is_a_share_of_the_same_seeds_retrain_and_a_sequence_sums_its_r
     )
     [qpae] = [line for line in report.markdown(sequence, "s").splitlines() if line.startswith("| qpae |")]
     assert "| 5.0 ± 0.0 |" in qpae  # both requests' fits against one retrain
+
+
+def test_certification_table_has_one_row_per_method_beside_the_null_and_power_tests():
+    def entry(method, valid):
+        summary = {"median": 1.0, "p95": 2.0, "lower_median": 0.0, "lower_p95": 0.5}
+        return {
+            "dataset": "d",
+            "method": method,
+            "forget_class_names": ["theo"],
+            "n": 16,
+            "epsilon": {
+                "forget": summary,
+                "null": {**summary, "median": 1.5},
+                "power": {**summary, "lower_median": 1.3},
+            },
+            "score": 0.25,
+            "RA": {"unlearned": 90.0, "retrain": 91.0},
+            "valid": valid,
+        }
+
+    text = report.certify_markdown([entry("qpae", True), entry("finetune", False)])
+    assert "## d, forget ['theo'] (N = 16)" in text
+    assert "| qpae | 1.00 | 2.00 | 0.00 | 0.50 | 0.250 | 90.0 (91.0) | 1.50 / 0.00 | 1.30 | yes |" in text
+    assert "| finetune |" in text and text.rstrip().endswith("| no |")
+    assert report.certify_markdown([]) == ""
 
 
 def test_report_without_retrain_says_so_and_notes_the_deviating_columns():
