@@ -70,9 +70,10 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    """Every row as CSV (a column per key of the first row), written atomically."""
+    """Every row as CSV (a column per key of the first row), written atomically; a profile
+    without cells (only a certification) gets the header of the cell fields."""
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(FIELDS))
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())

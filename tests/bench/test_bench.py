@@ -441,3 +441,8 @@ def test_audit_cache_follows_model_bytes_and_settings(tmp_path, monkeypatch):
     assert len(audited) == 4 and audited[-1].relearn_steps == 6
     runner.audit(key, models, {"relearn_steps": 5})
     assert len(audited) == 4  # back to settings and bytes audited before: read back
+
+
+def test_a_profile_without_cells_writes_a_header_only_csv(tmp_path):
+    report.write_csv([], tmp_path / "results.csv")
+    assert (tmp_path / "results.csv").read_text().splitlines() == [",".join(report.FIELDS)]
