@@ -155,6 +155,8 @@ def certification_clips(datamodule: AudioDataModule, request: ForgetRequest, ret
     """:class:`Clips` for ``request``; the retained sample is the same for every member
     (a fixed permutation, seed 0). Fewer than :data:`MIN_FORGET_CLIPS` forget training clips
     is an error: ε over so few clips says nothing."""
+    if isinstance(retained, bool) or not isinstance(retained, int) or retained < 1:
+        raise ValueError(f"certify.retained_clips must be a whole number >= 1, got {retained!r}")
     forget = datamodule.forget_set(request.all_forgotten, "train").tensors
     if len(forget[1]) < MIN_FORGET_CLIPS:
         raise ValueError(
@@ -212,7 +214,10 @@ def ensemble_measures(ensemble: Ensemble, n: int, clips: Clips) -> dict:
     }
 
 
-def check_members(n: int, kinds: Sequence[str] = KINDS) -> None:
+def check_members(n: object, kinds: Sequence[str] = KINDS) -> None:
+    """``n`` models per ensemble: a whole number, at least :data:`MIN_MEMBERS`."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"certify.n must be a whole number of models, got {n!r}")
     if n < MIN_MEMBERS:
         raise ValueError(f"an ensemble needs at least {MIN_MEMBERS} models (certify.n={n})")
     for kind in kinds:

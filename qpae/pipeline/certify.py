@@ -132,7 +132,7 @@ def _check_method(receipt: dict, cfg: DictConfig) -> None:
 
 def plan(cfg: DictConfig) -> dict:
     """Every check of a certification, before any training; the ensembles and what is missing."""
-    n = int(cfg.certify.n)
+    n = cfg.certify.n
     ens.check_members(n)
     if lower_ceiling(n, n) < 1.0:
         log.warning(
@@ -162,7 +162,7 @@ def plan(cfg: DictConfig) -> dict:
             f"{certified[0]} forgot {certified[1]['request']['forget_class_names']}, not "
             f"{[names[c] for c in request.forget_classes]}"
         )
-    clips = ens.certification_clips(datamodule, request, int(cfg.certify.retained_clips))
+    clips = ens.certification_clips(datamodule, request, cfg.certify.retained_clips)
     ensembles = {}
     for kind in ens.KINDS:
         settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
@@ -231,7 +231,7 @@ def build_member(cfg: DictConfig) -> Path:
         raise ValueError(
             "qpae-ensemble builds one member: set certify.kind=retrain|unlearned|power and certify.member=I"
         )
-    ens.check_members(int(cfg.certify.n), [kind])
+    ens.check_members(cfg.certify.n, [kind])
     original_path = Path(cfg.input)
     original = load_input(original_path, "make pretrain (or point input=… at the original model)")
     datamodule = _data(cfg)

@@ -104,6 +104,7 @@ def certify_config(make_config, pretrained, *extra):
     ("extra", "error", "match"),
     [
         (["forget_index=[1]", "certify.n=3"], ValueError, "at least 4 models"),
+        (["forget_index=[1]", "certify.n=16.5"], ValueError, "whole number"),
         (["forget_index=[1]", "data_seed=1"], ValueError, "different train/test split"),
         (["forget=[nobody]"], RequestError, "nobody"),
         ([], RequestError, "say what was forgotten"),
