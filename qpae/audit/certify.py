@@ -7,7 +7,7 @@ two tests by which the instrument proves itself on every run.
   ensemble: the ε it shows is what the instrument reports when forgetting failed.
 
 A certificate is *valid* only when the null test sits near 0 and the power test is large; both
-are judged on the ε lower bound (:func:`qpae.audit.epsilon.clip_epsilon`), because the
+are judged on the Clopper–Pearson ε (:func:`qpae.audit.epsilon.clip_epsilon`), because the
 challenge's plug-in ε of two identical ensembles is far from 0 at any N a user can afford (its
 median null, 1.6–2.2 for N = 8–128, is reported beside it as its floor).
 """
@@ -21,11 +21,11 @@ import numpy as np
 from qpae.audit.epsilon import DELTA, Epsilons, epsilons, forget_score, utility_factors
 from qpae.figures import plt, save, series_style
 
-# the null test passes when the median ε lower bound of two halves of the retrain ensemble is at
+# the null test passes when the median Clopper–Pearson ε of two halves of the retrain ensemble is at
 # most this (nats); identical Gaussian ensembles give 0 at every N from 8 to 128 (seeds 0–3)
 NULL_MEDIAN_MAX = 0.1
-# the power test passes when finetune's median ε lower bound reaches this share of the largest
-# lower bound N models can prove (a separable ensemble reaches all of it)
+# the power test passes when finetune's median Clopper–Pearson ε reaches this share of the largest
+# value N models can show (a separable ensemble reaches all of it)
 POWER_SHARE_MIN = 0.5
 
 
@@ -41,14 +41,14 @@ def verdict(null: Epsilons, power: Epsilons) -> dict:
     null_median = float(np.median(null.lower))
     if null_median > NULL_MEDIAN_MAX:
         reasons.append(
-            f"null test: two halves of the retrain ensemble differ (median ε lower bound {null_median:.2f} > "
+            f"null test: two halves of the retrain ensemble differ (median Clopper–Pearson ε {null_median:.2f} > "
             f"{NULL_MEDIAN_MAX}): the retrain ensemble is not one distribution"
         )
     power_median = float(np.median(power.lower))
     if power.lower_ceiling <= 0 or power_median < POWER_SHARE_MIN * power.lower_ceiling:
         reasons.append(
-            f"power test: a method that does not forget shows a median ε lower bound of {power_median:.2f}, "
-            f"under {POWER_SHARE_MIN} × {power.lower_ceiling:.2f} (the most N models can prove): raise certify.n"
+            f"power test: a method that does not forget shows a median Clopper–Pearson ε of {power_median:.2f}, "
+            f"under {POWER_SHARE_MIN} × {power.lower_ceiling:.2f} (the most N models can show): raise certify.n"
         )
     return {"valid": not reasons, "reasons": reasons}
 
@@ -104,7 +104,7 @@ def histogram(values: np.ndarray, ceiling: float, width: float = 0.25) -> dict:
 
 def epsilon_figure(eps: dict[str, Epsilons], path: Path) -> Path:
     """The forget clips' ε beside the null and power tests' on the same axes: the challenge's ε
-    (left) and the ε lower bound (right)."""
+    (left) and the Clopper–Pearson ε (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     series = (
         ("forget clips: unlearned vs retrain", "forget"),
@@ -115,7 +115,7 @@ def epsilon_figure(eps: dict[str, Epsilons], path: Path) -> Path:
         axes,
         (
             ("values", "ε (the challenge's estimate)", eps["forget"].ceiling),
-            ("lower", "ε lower bound (95%)", eps["forget"].lower_ceiling),
+            ("lower", "Clopper–Pearson ε (95% per rule)", eps["forget"].lower_ceiling),
         ),
         strict=True,
     ):

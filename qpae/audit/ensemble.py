@@ -42,7 +42,9 @@ from qpae.unlearning.runner import OUTPUT_FILES, unlearn_request
 log = logging.getLogger(__name__)
 
 KINDS = ("retrain", "unlearned", "power")
-MIN_MEMBERS = 4  # fewer models than this cannot show any ε (see qpae.audit.epsilon)
+# with fewer models the power test cannot pass (the Clopper–Pearson ε of two separable
+# ensembles of 5 is 0) and the null test compares 2 models with 2
+MIN_MEMBERS = 6
 MIN_FORGET_CLIPS = 3
 
 
@@ -51,9 +53,17 @@ class EnsembleMismatchError(ValueError):
 
 
 def identity(
-    kind: str, original_meta: dict, original_sha256: str, request: ForgetRequest, class_names, method: dict
+    kind: str,
+    original_meta: dict,
+    original_sha256: str,
+    request: ForgetRequest,
+    class_names,
+    method: dict,
+    context: dict | None = None,
 ) -> dict:
-    """What decides an ensemble's members (see the module docstring): its cache key's content."""
+    """What decides an ensemble's members (see the module docstring): its cache key's content.
+    ``context`` holds the run settings that shape training beyond the method (the trainer's
+    precision, gradient clipping…, the batch size, qpae's version)."""
     if kind not in KINDS:
         raise ValueError(f"ensemble kind must be one of {KINDS}, got {kind!r}")
     out = {
@@ -61,6 +71,7 @@ def identity(
         "forget_classes": list(request.all_forgotten),
         "forget_class_names": [class_names[c] for c in request.all_forgotten],
         "method": method,
+        "context": context or {},
         "member_seed": "the member's index (seed and data order)",
     }
     if kind == "retrain":
@@ -219,7 +230,10 @@ def check_members(n: object, kinds: Sequence[str] = KINDS) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise ValueError(f"certify.n must be a whole number of models, got {n!r}")
     if n < MIN_MEMBERS:
-        raise ValueError(f"an ensemble needs at least {MIN_MEMBERS} models (certify.n={n})")
+        raise ValueError(
+            f"an ensemble needs at least {MIN_MEMBERS} models (certify.n={n}): with fewer, the power test "
+            "cannot show any ε and the null test compares 2 models with 2"
+        )
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"ensemble kind must be one of {KINDS}, got {kind!r}")

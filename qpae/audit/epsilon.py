@@ -39,7 +39,7 @@ DELTA = 1e-5
 # a clip whose ensembles' confidence ranges differ by more than 100× (the challenge's 1%) is
 # treated as separable: the peakier ensemble is close to deterministic
 PEAKY_RATIO = 0.01
-CONFIDENCE = 0.95  # of the ε lower bound
+CONFIDENCE = 0.95  # of each rule's Clopper–Pearson bound
 BUCKET = 0.5  # the challenge's score: buckets of 0.5 in ε, each worth half the one before
 
 
@@ -62,21 +62,22 @@ def epsilon_ceiling(n_a: int, n_b: int, delta: float = DELTA) -> float:
     each side on the wrong side of the threshold (FPR = 1/n_neg, FNR = 1/n_pos)."""
     if min(n_a, n_b) < 2:
         raise ValueError(f"ε needs at least 2 models on each side, got {n_a} and {n_b}")
-    return max(math.log((1 - delta - 1 / b) * a) for a, b in ((n_a, n_b), (n_b, n_a)))
+    return max(0.0, *(math.log((1 - delta - 1 / b) * a) for a, b in ((n_a, n_b), (n_b, n_a))))
 
 
 def _plugin_epsilon(
     fp: np.ndarray, fn: np.ndarray, n_neg: int, n_pos: int, delta: float, ceiling: float
-) -> float:
+) -> tuple[float, bool]:
     """The challenge's ε: the largest over rules of the ε their observed rates imply (see the
-    module docstring); 0 when every rule is skipped."""
+    module docstring; 0 when every rule is skipped), and whether a rule separates the ensembles
+    (ε capped: "at least"). A finite ε that happens to equal the ceiling is not capped."""
     fpr, fnr = fp / n_neg, fn / n_pos
     if ((fpr == 0) & (fnr == 0)).any():
-        return ceiling
+        return ceiling, True
     keep = (fpr > 0) & (fnr > 0)
     if not keep.any():
-        return 0.0
-    return float(min(max(_epsilon_of_rates(fpr[keep], fnr[keep], delta).max(), 0.0), ceiling))
+        return 0.0, False
+    return float(min(max(_epsilon_of_rates(fpr[keep], fnr[keep], delta).max(), 0.0), ceiling)), False
 
 
 def _epsilon_of_rates(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
@@ -103,17 +104,20 @@ def _upper_rates(n: int, alpha: float) -> np.ndarray:
 def _lower_epsilon(
     fp: np.ndarray, fn: np.ndarray, n_neg: int, n_pos: int, delta: float, confidence: float
 ) -> float:
-    """A lower bound on ε that holds with probability ``confidence`` for the rule that gives
-    the largest one: both error rates replaced by their Clopper–Pearson upper bounds (each at
-    half of 1 − confidence). Small counts cannot fake a large ε here, so identical ensembles
-    give ≈ 0 at any N and N decides how large a proven ε can be (:func:`lower_ceiling`)."""
+    """The Clopper–Pearson ε: for each rule, the ε its error rates still imply when both are
+    replaced by their upper bounds at ``confidence`` (each at half of 1 − confidence); the
+    largest over rules. Each rule's value is a lower bound at that confidence; the maximum over
+    rules is not (the best rule is picked on the same models: on identical Gaussian ensembles
+    10–27% of clips show a value above 0 for N = 16–64), which is why every certificate runs its
+    own null test. Small counts cannot fake a large value: its median on identical ensembles is
+    0 at any N, and N decides the largest value it can show (:func:`lower_ceiling`)."""
     alpha = (1 - confidence) / 2
     best = _epsilon_of_rates(upper_rate(fp, n_neg, alpha), upper_rate(fn, n_pos, alpha), delta).max()
     return float(max(best, 0.0))
 
 
 def lower_ceiling(n_a: int, n_b: int, delta: float = DELTA, confidence: float = CONFIDENCE) -> float:
-    """The largest ε lower bound N models can prove: two perfectly separated ensembles."""
+    """The largest Clopper–Pearson ε N models can show: two perfectly separated ensembles."""
     zero = np.zeros(1, dtype=int)
     return max(_lower_epsilon(zero, zero, b, a, delta, confidence) for a, b in ((n_a, n_b), (n_b, n_a)))
 
@@ -122,8 +126,8 @@ def clip_epsilon(
     a: np.ndarray, b: np.ndarray, delta: float = DELTA, confidence: float = CONFIDENCE
 ) -> tuple[float, bool, float]:
     """One clip's confidences under the models of two ensembles (``a`` and ``b``, 1-D) →
-    (the challenge's ε, whether it is capped at :func:`epsilon_ceiling`, the ε lower bound at
-    ``confidence``)."""
+    (the challenge's ε, whether it is capped — the ensembles are separable, so N cannot show
+    more than :func:`epsilon_ceiling` — and the Clopper–Pearson ε at ``confidence``)."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("confidences must be finite (a model produced NaN or infinite logits)")
@@ -151,12 +155,13 @@ def clip_epsilon(
     lower = max(_lower_epsilon(fp, fn, n_neg, n_pos, delta, confidence) for fp, fn, n_neg, n_pos in rules)
     small, large = sorted((range_a, range_b))
     if large == 0:  # both ensembles constant: the same value, or separable
-        plugin = 0.0 if a[0] == b[0] else ceiling
+        plugin, capped = (0.0, False) if a[0] == b[0] else (ceiling, True)
     elif small / large < PEAKY_RATIO:
-        plugin = ceiling
+        plugin, capped = ceiling, True
     else:
-        plugin = max(_plugin_epsilon(fp, fn, n_neg, n_pos, delta, ceiling) for fp, fn, n_neg, n_pos in rules)
-    return plugin, plugin >= ceiling, lower
+        results = [_plugin_epsilon(fp, fn, n_neg, n_pos, delta, ceiling) for fp, fn, n_neg, n_pos in rules]
+        plugin, capped = max(r[0] for r in results), any(r[1] for r in results)
+    return plugin, capped, lower
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ class Epsilons:
 
     values: np.ndarray  # [clips] the challenge's ε
     capped: np.ndarray  # [clips] bool: at the ceiling, "at least"
-    lower: np.ndarray  # [clips] ε lower bound at `confidence`
+    lower: np.ndarray  # [clips] the Clopper–Pearson ε (each rule bounded at `confidence`)
     ceiling: float
     lower_ceiling: float
     n: tuple[int, int]

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 
-from qpae.pipeline.certify import build_member, certify
+from qpae.pipeline.certify import build_member, certify, hydra_value
 from qpae.pipeline.config import compose
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def certify_overrides(runner, dataset: str, method: str, spec: dict) -> list[str
     return [
         *base,
         *shared,
-        f"input={original}",
+        "input=" + hydra_value(str(original)),
         "forget_index=[" + ",".join(map(str, spec.get("forget_index", [0]))) + "]",
         f"certify.n={int(spec['n'])}",
         f"certify.cache={runner.results_dir}/ensembles",
@@ -55,7 +55,7 @@ def certify_method(runner, dataset: str, method: str, spec: dict) -> dict:
     done = out / "certificate" / "certificate.json"
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
-    cfg = compose("certify", [*overrides, f"output_dir={out}"])
+    cfg = compose("certify", [*overrides, "output_dir=" + hydra_value(str(out))])
 
     def build_here(_cfg, kind: str, members: list[int], request) -> None:
         for i in members:

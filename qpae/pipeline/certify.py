@@ -23,6 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from qpae import __version__
 from qpae.audit import certify as cert
 from qpae.audit import ensemble as ens
 from qpae.audit.epsilon import lower_ceiling
@@ -38,7 +39,7 @@ from qpae.unlearning.request import (
     plan_requests,
     selections_from_config,
 )
-from qpae.unlearning.runner import check_compatible, load_input
+from qpae.unlearning.runner import auto_retain_count, check_compatible, check_training_samples, load_input
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,22 @@ def method_config(cfg: DictConfig, kind: str) -> DictConfig:
     """The method config of an ensemble kind: the method under test (``unlearn``), retrain, or
     the power test's finetune."""
     return {"unlearned": cfg.unlearn, "retrain": cfg.certify.retrain, "power": cfg.certify.power}[kind]
+
+
+def run_context(cfg: DictConfig) -> dict:
+    """The settings besides the method that shape every member's training (part of the
+    ensembles' cache keys): the trainer's, the batch size, qpae's version."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary", "max_epochs"):
+        trainer.pop(key, None)
+    return {"trainer": trainer, "batch_size": cfg.dataset.get("batch_size"), "qpae": __version__}
+
+
+def hydra_value(text: str) -> str:
+    """``text`` as one quoted Hydra override value (a path with commas, brackets, quotes or
+    ``${`` stays one literal path)."""
+    escaped = text.replace("'", "\\'").replace("${", "\\${")  # Hydra keeps other backslashes
+    return f"'{escaped}'"
 
 
 def _data(cfg: DictConfig):
@@ -150,7 +167,15 @@ def plan(cfg: DictConfig) -> dict:
     certified = _certified(cfg, original.sha256)
     if certified is not None:
         _check_method(certified[1], cfg)
-    hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now
+    delta = cfg.certify.delta
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1 - 2 / n:
+        raise ValueError(f"certify.delta must be a number in [0, {1 - 2 / n:.3g}) for N = {n}, got {delta!r}")
+    jobs = cfg.certify.jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"certify.jobs must be a whole number >= 1, got {jobs!r}")
+    methods = {
+        kind: hydra.utils.instantiate(method_config(cfg, kind)) for kind in ens.KINDS
+    }  # bad settings fail now
     datamodule = _data(cfg)
     check_compatible(original.meta, datamodule, original_path)
     names = datamodule.class_names
@@ -163,10 +188,15 @@ def plan(cfg: DictConfig) -> dict:
             f"{[names[c] for c in request.forget_classes]}"
         )
     clips = ens.certification_clips(datamodule, request, cfg.certify.retained_clips)
+    check_training_samples(request, datamodule)
+    for method in methods.values():
+        auto_retain_count(request, datamodule, method)  # a subsample larger than the retained set
     ensembles = {}
     for kind in ens.KINDS:
         settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
-        identity = ens.identity(kind, original.meta, original.sha256, request, names, settings)
+        identity = ens.identity(
+            kind, original.meta, original.sha256, request, names, settings, run_context(cfg)
+        )
         ensembles[kind] = ens.Ensemble(kind, identity, Path(cfg.certify.cache))
         ensembles[kind].claim()  # another build's settings in this folder: refused now
     return {
@@ -202,7 +232,9 @@ def launch_members(cfg: DictConfig, kind: str, members: list[int], request: Forg
         "qpae.cli.ensemble",
         "--multirun",
         *member_overrides(list(HydraConfig.get().overrides.task)),
-        f"input={Path(cfg.input).resolve()}",
+        # the launcher's own settings given to qpae-certify (partition, timeout, …)
+        *(o for o in HydraConfig.get().overrides.hydra if o.lstrip("+~").startswith("hydra.launcher.")),
+        "input=" + hydra_value(str(Path(cfg.input).resolve())),
         "forget_index=[" + ",".join(map(str, request.forget_classes)) + "]",
         f"certify.kind={kind}",
         "certify.member=" + ",".join(map(str, members)),
@@ -239,7 +271,9 @@ def build_member(cfg: DictConfig) -> Path:
     certified = _certified(cfg, original.sha256)
     request = _request(cfg, original.meta, datamodule.class_names, certified[1] if certified else None)
     settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
-    identity = ens.identity(kind, original.meta, original.sha256, request, datamodule.class_names, settings)
+    identity = ens.identity(
+        kind, original.meta, original.sha256, request, datamodule.class_names, settings, run_context(cfg)
+    )
     ensemble = ens.Ensemble(kind, identity, Path(cfg.certify.cache))
     log.info("%s %d/%d → %s", kind, int(member) + 1, int(cfg.certify.n), ensemble.member_path(int(member)))
     method = hydra.utils.instantiate(method_config(cfg, kind))
@@ -267,7 +301,9 @@ def certify(cfg: DictConfig, build_missing: Builder | None = None) -> dict:
     p = plan(cfg)
     n, ensembles = p["n"], p["ensembles"]
     build_s = {}
-    for kind, ensemble in ensembles.items():
+    # the method under test first: a method that cannot erase fails before N retrains
+    for kind in ("unlearned", "power", "retrain"):
+        ensemble = ensembles[kind]
         missing = ensemble.missing(n)
         log.info("%s ensemble %s: %d/%d members cached", kind, ensemble.path, n - len(missing), n)
         t0 = time.perf_counter()

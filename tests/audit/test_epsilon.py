@@ -32,6 +32,7 @@ def test_logit_scaled_confidence_is_log_odds_of_the_true_class_without_saturatin
 
 def test_the_ceiling_is_one_model_on_the_wrong_side_of_each():
     assert epsilon_ceiling(16, 16) == pytest.approx(math.log(15 - 16 * DELTA))
+    assert epsilon_ceiling(2, 2) == 0.0  # never negative
     with pytest.raises(ValueError, match="at least 2"):
         epsilon_ceiling(1, 16)
 
@@ -75,6 +76,12 @@ def test_constant_ensembles_and_a_near_deterministic_one():
     # one ensemble's range under 1% of the other's: the challenge's rule says separable
     peaky = 5 + 1e-4 * np.arange(8)
     assert clip_epsilon(peaky, np.linspace(0.0, 10.0, 8))[1] is True
+
+
+def test_a_finite_epsilon_that_equals_the_ceiling_is_not_capped():
+    # one model on the wrong side of each: a measured ε of log 3, not "at least"
+    eps, capped, _ = clip_epsilon(np.array([1.0, 2.0, 3.0, 10.0]), np.array([0.0, 5.0, 6.0, 7.0]))
+    assert eps == pytest.approx(epsilon_ceiling(4, 4)) and not capped
 
 
 def test_non_finite_confidences_are_refused():

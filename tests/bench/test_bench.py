@@ -172,10 +172,10 @@ def test_smoke_bench_writes_report_and_resumes(make_config, tmp_path, monkeypatc
         "retrain",
         "random_init",
     }
-    # the certification: N = 4 runs of qpae against 4 retrained models, with its null and power tests
+    # the certification: N = 6 runs of qpae against 6 retrained models, with its null and power tests
     assert "# Certification" in report and "| qpae |" in report.split("# Certification")[1]
-    [certificate] = (out / "certify").glob("tiny-qpae-n4-*/certificate/certificate.json")
-    assert json.loads(certificate.read_text())["n"] == 4
+    [certificate] = (out / "certify").glob("tiny-qpae-n6-*/certificate/certificate.json")
+    assert json.loads(certificate.read_text())["n"] == 6
     [wandb_run] = (out / "wandb").glob("offline-run-*")
     media = [str(p.relative_to(wandb_run)) for p in (wandb_run / "files" / "media").rglob("*.*")]
     for name in ("frontier", "runs", "mia_roc", "relearn_curves", "loss_histograms"):
