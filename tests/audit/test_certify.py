@@ -96,6 +96,7 @@ def certify_config(make_config, pretrained, *extra):
         "wandb=false",
         "certify.launcher=basic",
         "certify.retrain.epochs=2",  # the recipe's 15 epochs per member would be minutes
+        "certify.cache=${paths.root}/ensembles",  # this test's own (paths.root is its tmp_path)
         *extra,
     )
 
