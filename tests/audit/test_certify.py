@@ -223,7 +223,7 @@ def test_paths_reach_member_jobs_as_one_literal_value(path):
 
 def test_the_cache_key_follows_the_trainer_and_batch_size(make_config, pretrained):
     keys = set()
-    for extra in ([], ["trainer.gradient_clip_val=1.0"], ["dataset.batch_size=16"]):
+    for extra in ([], ["+trainer.gradient_clip_val=1.0"], ["dataset.batch_size=16"]):
         planned = pipeline.plan(certify_config(make_config, pretrained, "forget_index=[1]", *extra))
         keys.add(planned["ensembles"]["retrain"].key)
     assert len(keys) == 3
