@@ -496,8 +496,9 @@ def certify_markdown(entries: list[dict]) -> str:
         "# Certification (per-clip ε, NeurIPS 2023 unlearning challenge)",
         "",
         "ε: the challenge's estimate (median / 95th percentile over forget clips; capped clips "
-        "are at the most N models can show). ε lower bound: what a 95% Clopper–Pearson bound "
-        "proves. Null: retrain half vs half (the instrument's floor); power: finetune vs retrain. "
+        "are at the most N models can show). CP ε: each rule bounded by 95% Clopper–Pearson "
+        "intervals, the best rule. Null: retrain half vs half (the instrument's floor); power: "
+        "finetune vs retrain. "
         "Score: the challenge's (bucketed ε × RA and test-accuracy ratios to retrain).",
         "",
     ]
@@ -508,12 +509,12 @@ def certify_markdown(entries: list[dict]) -> str:
         "method",
         "ε median",
         "ε p95",
-        "ε lower median",
-        "ε lower p95",
+        "CP ε median",
+        "CP ε p95",
         "score",
         "RA (retrain)",
-        "null ε / lower",
-        "power lower",
+        "null ε / CP ε",
+        "power CP ε",
         "valid",
     ]
     for dataset, rows in by_dataset.items():
