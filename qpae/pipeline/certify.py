@@ -153,7 +153,7 @@ def plan(cfg: DictConfig) -> dict:
     ens.check_members(n)
     if lower_ceiling(n, n) < 1.0:
         log.warning(
-            "certify.n=%d: the most an ε lower bound can show with %d models is %.2f, so the power test will "
+            "certify.n=%d: the most a Clopper–Pearson ε can show with %d models is %.2f, so the power test will "
             "barely pass or fail; N >= 16 resolves ε up to %.2f",
             n,
             n,

@@ -74,6 +74,25 @@ def test_audit_audits_the_last_unlearning_of_that_very_model(tmp_path):
     assert "did not start from this model" in message
 
 
+def test_certify_certifies_the_last_unlearning_of_that_very_model_with_its_method(tmp_path):
+    from qpae.checkpoints import sha256_file
+
+    model, unlearned = model_file(tmp_path), model_file(tmp_path, "unlearned.pt")
+    digest = sha256_file(model)
+    unlearn = {"model": unlearned, "input": model, "input_sha256": digest, "method": "ssd", "overrides": []}
+    pre = {"model": model, "sha256": digest, "overrides": ["dataset=fsdd", "model=small_cnn"]}
+    write_state(tmp_path, pretrain=pre, unlearn=unlearn)
+    overrides, message = follow_on([f"paths.root={tmp_path}"], "certify")
+    assert f"input={model}" in overrides and f"certify.model={unlearned}" in overrides
+    assert "method=ssd" in overrides and "method=ssd" in message
+    # the user's method wins; another original: no unlearning run is picked
+    overrides, _ = follow_on([f"paths.root={tmp_path}", "method=qpae"], "certify")
+    assert "method=ssd" not in overrides and "method=qpae" in overrides
+    (tmp_path / "pretrained.pt").write_bytes(b"another model")
+    overrides, _ = follow_on([f"paths.root={tmp_path}"], "certify")
+    assert not any(o.startswith("certify.model=") for o in overrides)
+
+
 def test_audit_follows_on_from_the_demo(tmp_path):
     # make demo pretrains with experiment=demo: the audit config must accept that group
     from conftest import compose_config
