@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from qpae.audit.epsilon import logit_scaled_confidence
-from qpae.audit.run import load_net, outputs
-from qpae.checkpoints import json_bytes, sha256_file, write_atomic
+from qpae.audit.run import net_of, outputs
+from qpae.checkpoints import json_bytes, read_model, write_atomic
 from qpae.data.base import AudioDataModule
 from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.methods.base import UnlearningMethod
@@ -180,24 +180,30 @@ def certification_clips(datamodule: AudioDataModule, request: ForgetRequest, ret
 
 
 def member_measures(model_path: Path, clips: Clips) -> dict:
-    """One member's logit-scaled confidences (forget and retained training clips) and its
-    utility (RA: accuracy on retained classes' test clips; test accuracy on every test clip).
+    """One member's logit-scaled confidences (forget and retained training clips), the sha256
+    of its file and its utility (RA: accuracy on retained classes' test clips; test accuracy on every test clip).
 
     Raises:
         FloatingPointError: the member's logits hold NaN or infinity.
     """
-    net = load_net(model_path)
-    out = {}
-    for name, (x, y) in (("forget", clips.forget_train), ("retain", clips.retain_train)):
-        logits = outputs(net, x, y).logits
-        if not torch.isfinite(logits).all():
+    model = read_model(model_path)  # read once: its weights and the sha256 of its bytes
+    net = net_of(model)
+    logits = {}
+    for name, (x, y) in (
+        ("forget", clips.forget_train),
+        ("retain", clips.retain_train),
+        ("test", clips.test),
+    ):
+        logits[name] = outputs(net, x, y).logits
+        if not torch.isfinite(logits[name]).all():
             raise FloatingPointError(f"{model_path} gives non-finite logits: it cannot be certified")
-        out[f"conf_{name}"] = logit_scaled_confidence(logits, y).numpy()
-    x, y = clips.test
-    logits = outputs(net, x, y).logits
-    if not torch.isfinite(logits).all():
-        raise FloatingPointError(f"{model_path} gives non-finite logits: it cannot be certified")
-    correct = (logits.argmax(1) == y).double()
+    out = {
+        "sha256": model.sha256,
+        "conf_forget": logit_scaled_confidence(logits["forget"], clips.forget_train[1]).numpy(),
+        "conf_retain": logit_scaled_confidence(logits["retain"], clips.retain_train[1]).numpy(),
+    }
+    y = clips.test[1]
+    correct = (logits["test"].argmax(1) == y).double()
     retained = ~torch.isin(y, torch.tensor(clips.forget_classes))
     out["RA"] = float(100 * correct[retained].mean())
     out["test_acc"] = float(100 * correct.mean())
@@ -220,7 +226,7 @@ def ensemble_measures(ensemble: Ensemble, n: int, clips: Clips) -> dict:
         "conf_retain": np.stack([r["conf_retain"] for r in rows]),
         "RA": [r["RA"] for r in rows],
         "test_acc": [r["test_acc"] for r in rows],
-        "sha256": [sha256_file(ensemble.member_path(i) / "model.pt") for i in range(n)],
+        "sha256": [r["sha256"] for r in rows],
         "fit_s": fits,
     }
 

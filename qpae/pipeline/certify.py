@@ -74,6 +74,16 @@ def run_context(cfg: DictConfig) -> dict:
     return {"trainer": trainer, "batch_size": cfg.dataset.get("batch_size"), "qpae": __version__}
 
 
+def ensemble_of(cfg: DictConfig, kind: str, original, request: ForgetRequest, class_names) -> ens.Ensemble:
+    """The cached ensemble of ``kind`` for this config, original and request: the one key that
+    qpae-certify and every qpae-ensemble job compute alike."""
+    settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
+    identity = ens.identity(
+        kind, original.meta, original.sha256, request, class_names, settings, run_context(cfg)
+    )
+    return ens.Ensemble(kind, identity, Path(cfg.certify.cache))
+
+
 def hydra_value(text: str) -> str:
     """``text`` as one quoted Hydra override value (a path with commas, brackets, quotes or
     ``${`` stays one literal path)."""
@@ -193,11 +203,7 @@ def plan(cfg: DictConfig) -> dict:
         auto_retain_count(request, datamodule, method)  # a subsample larger than the retained set
     ensembles = {}
     for kind in ens.KINDS:
-        settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
-        identity = ens.identity(
-            kind, original.meta, original.sha256, request, names, settings, run_context(cfg)
-        )
-        ensembles[kind] = ens.Ensemble(kind, identity, Path(cfg.certify.cache))
+        ensembles[kind] = ensemble_of(cfg, kind, original, request, names)
         ensembles[kind].claim()  # another build's settings in this folder: refused now
     return {
         "n": n,
@@ -270,11 +276,7 @@ def build_member(cfg: DictConfig) -> Path:
     check_compatible(original.meta, datamodule, original_path)
     certified = _certified(cfg, original.sha256)
     request = _request(cfg, original.meta, datamodule.class_names, certified[1] if certified else None)
-    settings = OmegaConf.to_container(method_config(cfg, kind), resolve=True)
-    identity = ens.identity(
-        kind, original.meta, original.sha256, request, datamodule.class_names, settings, run_context(cfg)
-    )
-    ensemble = ens.Ensemble(kind, identity, Path(cfg.certify.cache))
+    ensemble = ensemble_of(cfg, kind, original, request, datamodule.class_names)
     log.info("%s %d/%d → %s", kind, int(member) + 1, int(cfg.certify.n), ensemble.member_path(int(member)))
     method = hydra.utils.instantiate(method_config(cfg, kind))
     return ens.build_member(
