@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from qpae.bench import report
-from qpae.bench.certify import certify_all
+from qpae.bench.certify import certify_all, check_spec
 from qpae.bench.plan import plan
 from qpae.bench.run import BenchRunner, audit_groups
 from qpae.tracking import log_results
@@ -32,6 +32,8 @@ def bench(cfg: DictConfig) -> Path:
     runner = BenchRunner(spec, results_dir, [f"paths.root={Path(cfg.paths.root).resolve()}"], run_overrides)
     # scenario class names resolve against each dataset's classes: a typo fails here, not mid-run
     cells = plan(spec, runner.class_names(), run_overrides)
+    if spec.get("certify"):
+        check_spec(spec["certify"], spec["datasets"])
     results = []
     for i, cell in enumerate(cells, start=1):
         log.info("cell %d/%d: %s", i, len(cells), cell.name)
@@ -45,7 +47,7 @@ def bench(cfg: DictConfig) -> Path:
         for i, key in enumerate(ordered, start=1):
             log.info("audit %d/%d: %s", i, len(groups), key)
             audits.append(runner.audit(key, groups[key], audit_spec.get("settings", {})))
-    certificates = certify_all(runner, spec["certify"]) if spec.get("certify") else []
+    certificates, floors = certify_all(runner, spec["certify"]) if spec.get("certify") else ([], [])
     images = [
         p
         for p in (
@@ -67,6 +69,7 @@ def bench(cfg: DictConfig) -> Path:
     if audit_spec:
         table += report.audit_markdown(audits, audit_spec.get("settings", {}).get("relearn_steps", 200))
     table += report.certify_markdown(certificates)
+    table += report.noise_floor_markdown(floors)
     report.write_text(results_dir / "report.md", table)
     figures = {p.stem: p for p in images}
     for entry in audits:  # the audit's loss histograms, MIA ROC and relearn curves per group

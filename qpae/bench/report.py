@@ -516,6 +516,7 @@ def certify_markdown(entries: list[dict]) -> str:
         "null ε / CP ε",
         "power CP ε",
         "valid",
+        "wall s (its runs)",
     ]
     for dataset, rows in by_dataset.items():
         first = rows[0]
@@ -531,7 +532,58 @@ def certify_markdown(entries: list[dict]) -> str:
                 f"| {e['method']} | {f['median']:.2f} | {f['p95']:.2f} | {f['lower_median']:.2f} | "
                 f"{f['lower_p95']:.2f} | {e['score']:.3f} | {e['RA']['unlearned']:.1f} ({e['RA']['retrain']:.1f}) | "
                 f"{null['median']:.2f} / {null['lower_median']:.2f} | {power['lower_median']:.2f} | "
-                f"{'yes' if e['valid'] else 'no'} |"
+                f"{'yes' if e['valid'] else 'no'} | {e['wall_s']:.0f} "
+                f"({e['ensembles']['unlearned']['build_wall_s']:.0f}) |"
             )
-        lines.append("")
+        retrain = first["ensembles"]["retrain"]["member_fit_s"]
+        lines += [
+            "",
+            f"Retrain ensemble: {len(retrain)} members, fit {statistics.median(retrain):.0f} s median each, "
+            f"{sum(retrain):.0f} s in all. Wall s: the whole certification (its runs: building the method's "
+            "own N runs); after the first method, the retrain and power ensembles are read from the cache.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def noise_floor_markdown(floors: list[dict]) -> str:
+    """Per dataset, the null test (retrain half vs half) on the first N members for growing N."""
+    if not floors:
+        return ""
+    lines = [
+        "",
+        "# Noise floor by N (retrain ensemble: first N/2 members vs the next N/2)",
+        "",
+        "What two samples of the same distribution show: the floor under which no method's ε means "
+        "anything, and the most a Clopper–Pearson ε can show at that N.",
+        "",
+    ]
+    head = [
+        "N (N/2 vs N/2)",
+        "ε median",
+        "ε p95",
+        "CP ε median",
+        "CP ε p95",
+        "CP ε max",
+        "most CP ε can show",
+    ]
+    for floor in floors:
+        fits = floor["member_fit_s"]
+        lines += [
+            f"## {floor['dataset']}, forget {floor['forget_class_names']}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        for n, s in sorted(floor["by_n"].items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {n} | {s['median']:.2f} | {s['p95']:.2f} | {s['lower_median']:.2f} | {s['lower_p95']:.2f} | "
+                f"{s['lower_max']:.2f} | {s['lower_ceiling']:.2f} |"
+            )
+        lines += [
+            "",
+            f"{len(fits)} retrain members, fit {statistics.median(fits):.0f} s median each ({min(fits):.0f}–{max(fits):.0f}); "
+            f"{floor['build_wall_s']:.0f} s to build the members the certificates had not.",
+            "",
+        ]
     return "\n".join(lines)

@@ -364,13 +364,41 @@ def test_certification_table_has_one_row_per_method_beside_the_null_and_power_te
             "score": 0.25,
             "RA": {"unlearned": 90.0, "retrain": 91.0},
             "valid": valid,
+            "wall_s": 40.0,
+            "ensembles": {
+                "unlearned": {"build_wall_s": 30.0},
+                "retrain": {"member_fit_s": [10.0, 12.0, 20.0]},
+            },
         }
 
     text = report.certify_markdown([entry("qpae", True), entry("finetune", False)])
     assert "## d, forget ['theo'] (N = 16)" in text
-    assert "| qpae | 1.00 | 2.00 | 0.00 | 0.50 | 0.250 | 90.0 (91.0) | 1.50 / 0.00 | 1.30 | yes |" in text
-    assert "| finetune |" in text and text.rstrip().endswith("| no |")
+    assert (
+        "| qpae | 1.00 | 2.00 | 0.00 | 0.50 | 0.250 | 90.0 (91.0) | 1.50 / 0.00 | 1.30 | yes | 40 (30) |"
+        in text
+    )
+    assert "| finetune |" in text and "| no | 40 (30) |" in text
+    assert "Retrain ensemble: 3 members, fit 12 s median each, 42 s in all" in text
     assert report.certify_markdown([]) == ""
+
+
+def test_noise_floor_report_lists_each_n_in_order():
+    summary = {"median": 1.5, "p95": 2.5, "lower_median": 0.0, "lower_p95": 0.25, "lower_max": 0.5}
+    floor = {
+        "dataset": "d",
+        "forget_class_names": ["theo"],
+        "by_n": {16: {**summary, "lower_ceiling": 1.35}, 8: {**summary, "lower_ceiling": 0.54}},
+        "member_fit_s": [10.0, 30.0, 20.0],
+        "build_wall_s": 61.0,
+    }
+    text = report.noise_floor_markdown([floor])
+    rows = [line for line in text.splitlines() if line.startswith("| 8 ") or line.startswith("| 16 ")]
+    assert rows == [
+        "| 8 | 1.50 | 2.50 | 0.00 | 0.25 | 0.50 | 0.54 |",
+        "| 16 | 1.50 | 2.50 | 0.00 | 0.25 | 0.50 | 1.35 |",
+    ]
+    assert "3 retrain members, fit 20 s median each (10–30); 61 s" in text
+    assert report.noise_floor_markdown([]) == ""
 
 
 def test_report_without_retrain_says_so_and_notes_the_deviating_columns():
@@ -446,3 +474,23 @@ def test_audit_cache_follows_model_bytes_and_settings(tmp_path, monkeypatch):
 def test_a_profile_without_cells_writes_a_header_only_csv(tmp_path):
     report.write_csv([], tmp_path / "results.csv")
     assert (tmp_path / "results.csv").read_text().splitlines() == [",".join(report.FIELDS)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"datasets": ["nope"]}, "unknown: \\['nope'\\]"),
+        ({"methods": []}, "needs datasets"),
+        ({"n": 3}, "at least"),
+        ({"n": "16"}, "whole number"),
+        ({"noise_floor_n": 4}, "noise_floor_n"),
+        ({"noise_floor_n": True}, "noise_floor_n"),
+    ],
+)
+def test_a_bad_certify_section_fails_before_any_cell(change, message):
+    from qpae.bench.certify import check_spec
+
+    good = {"datasets": ["d"], "methods": ["qpae"], "n": 6, "noise_floor_n": 8}
+    check_spec(good, {"d": {}})
+    with pytest.raises(ValueError, match=message):
+        check_spec({**good, **change}, {"d": {}})
