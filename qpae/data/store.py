@@ -1,0 +1,534 @@
+"""The feature store: per-clip log-mel features sharded by speaker, with a table of contents.
+
+Layout of one store (one dataset, one set of feature settings)::
+
+    <cache_dir>/store/<dataset>-<settings key>/
+        store.json          what the store is: dataset, feature settings, format version
+        index.sqlite        the table of contents (SQLite, WAL): recordings, shards, purges
+        shards/<speaker>-<n>.arrow   Arrow IPC files (pyarrow), memory-mapped when read
+        .lock               held by a builder (filelock): one builder at a time
+
+* **Shards.** Each shard holds windows of one speaker only (a column of fixed-size float16
+  vectors, the recording id and the window number), written whole to a temporary name, fsynced
+  and renamed: a shard is either complete or absent. Adding recordings writes new shards; a
+  speaker's shards are never rewritten except when one of their recordings changed or vanished.
+* **Index.** ``recordings`` (recording id, path, speaker, label, size, mtime, sha256 of the
+  file, status, shard, offset, windows), ``shards`` (name, speaker, rows, bytes, sha256) and
+  ``purged`` (speaker, shards with their sha256, when, why). A shard's rows enter the index in the
+  same transaction as the shard itself; a file in ``shards/`` the index does not name is a
+  killed build's and is removed by the next build.
+* **Reading** maps each shard into memory (``pyarrow.memory_map``) and reads rows by their
+  offsets: the operating system pages features in and out, the process never holds the corpus.
+
+Why Arrow IPC through pyarrow (and not litdata, WebDataset, lhotse or HF ``datasets``): Arrow
+files are memory-mapped with zero copy and give random access to any row (the forget set is a
+handful of rows of a few shards); a speaker's features are whole files that deletion removes
+with nothing left behind (HF ``datasets`` keeps its own caches of transformed tables, litdata
+copies chunks to a local cache, and both mix speakers within chunks; WebDataset tars are
+sequential only). Arrow is the format HF ``datasets`` itself maps; pyarrow is its maintained
+reference implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import numpy as np
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+STORE_VERSION = 1
+REBUILD = "qpae-store dataset=<name> store.action=rebuild"  # named in every "rebuild it" error
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as it is; the message says what to do."""
+
+
+class PurgedError(StoreError):
+    """A run needs the data of a speaker who was purged from the store."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One recording the store may hold: where it is and whose it is."""
+
+    recording_id: str  # stable within a dataset (the path relative to the data folder)
+    path: Path
+    speaker: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A recording decoded to windows of features ([windows, *shape] float), or why it could not be."""
+
+    windows: np.ndarray | None
+    reason: str = ""
+
+
+def settings_key(dataset: str, settings: dict) -> str:
+    text = json.dumps({"v": STORE_VERSION, "dataset": dataset, **settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def store_path(cache_dir: Path, dataset: str, settings: dict) -> Path:
+    return Path(cache_dir) / "store" / f"{dataset}-{settings_key(dataset, settings)}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a speaker's name, with a digest so that no two names collide."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "_"
+    return f"{stem}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    recording_id TEXT PRIMARY KEY, path TEXT NOT NULL, speaker TEXT NOT NULL, label TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    shard TEXT, offset INTEGER, windows INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS recordings_speaker ON recordings (speaker);
+CREATE INDEX IF NOT EXISTS recordings_shard ON recordings (shard);
+CREATE TABLE IF NOT EXISTS shards (
+    name TEXT PRIMARY KEY, speaker TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS purged (
+    speaker TEXT NOT NULL, shards TEXT NOT NULL, purged_at TEXT NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class SyncReport:
+    """What one :meth:`FeatureStore.sync` did."""
+
+    added: int = 0  # recordings decoded and written
+    bad: int = 0  # of which unusable
+    removed: int = 0  # recordings gone from the data folder, or changed, whose rows were dropped
+    shards_written: int = 0
+    shards_deleted: int = 0
+    decode_s: float = 0.0
+
+
+class FeatureStore:
+    """One dataset's features under one set of settings (see the module's docstring)."""
+
+    def __init__(self, root: Path, dataset: str, settings: dict, lock_timeout_s: float = 3600.0) -> None:
+        self.root = Path(root)
+        self.dataset = dataset
+        self.settings = settings
+        self.shard_dir = self.root / "shards"
+        self.lock_timeout_s = lock_timeout_s
+        self._maps: dict[str, np.ndarray] = {}
+        self._verified: set[str] = set()
+        meta = self.root / "store.json"
+        expected = {"version": STORE_VERSION, "dataset": dataset, "settings": settings}
+        if meta.is_file():
+            found = json.loads(meta.read_text(encoding="utf-8"))
+            if found != json.loads(json.dumps(expected)):
+                raise StoreError(
+                    f"feature store {self.root} was built for {found.get('dataset')!r} with other settings "
+                    f"({found.get('settings')}), not {settings}: qpae never mixes settings in one store. "
+                    f"Remove it and rebuild: {REBUILD}"
+                )
+        else:
+            self.shard_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(meta, json.dumps(expected, indent=2, sort_keys=True).encode())
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    # --- the index ------------------------------------------------------------------------
+    @contextmanager
+    def _db(self):
+        db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:  # one transaction
+                yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def building(self):
+        """Held while the store changes: a second builder waits (up to ``lock_timeout_s``)."""
+        lock = filelock.FileLock(str(self.root / ".lock"))
+        try:
+            lock.acquire(timeout=self.lock_timeout_s)
+        except filelock.Timeout as err:
+            raise StoreError(
+                f"another process has been building feature store {self.root} for over {self.lock_timeout_s:.0f} s "
+                f"(its lock: {self.root / '.lock'}); wait for it, or stop it"
+            ) from err
+        try:
+            self._remove_leftovers()
+            yield
+        finally:
+            lock.release()
+
+    def recordings(self, status: str | None = "ok") -> list[dict]:
+        """Index rows (all, or of one status), in recording-id order."""
+        query = "SELECT recording_id, path, speaker, label, sha256, status, reason, shard, offset, windows FROM recordings"
+        args: tuple = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            args = (status,)
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY recording_id", args).fetchall()
+        keys = (
+            "recording_id",
+            "path",
+            "speaker",
+            "label",
+            "sha256",
+            "status",
+            "reason",
+            "shard",
+            "offset",
+            "windows",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def shards(self, speaker: str | None = None) -> dict[str, dict]:
+        query, args = "SELECT name, speaker, rows, bytes, sha256 FROM shards", ()
+        if speaker is not None:
+            query, args = query + " WHERE speaker = ?", (speaker,)
+        with self._db() as db:
+            rows = db.execute(query, args).fetchall()
+        return {r[0]: {"speaker": r[1], "rows": r[2], "bytes": r[3], "sha256": r[4]} for r in rows}
+
+    def purged(self) -> dict[str, dict]:
+        """Speakers purged from this store: when, why and which shards (names and sha256)."""
+        with self._db() as db:
+            rows = db.execute("SELECT speaker, shards, purged_at, reason FROM purged").fetchall()
+        return {r[0]: {"shards": json.loads(r[1]), "purged_at": r[2], "reason": r[3]} for r in rows}
+
+    # --- building -------------------------------------------------------------------------
+    def sync(
+        self,
+        present: Sequence[Source],
+        wanted: Iterable[str],
+        decode: Callable[[Source], Decoded],
+        threads: int = 1,
+        allow_purged: bool = False,
+    ) -> SyncReport:
+        """Make the store hold every recording of ``wanted`` (recording ids of ``present``).
+
+        Index rows of recordings no longer ``present`` or changed on disk (size or mtime) are
+        dropped and their speakers' shards rewritten without them; recordings of ``wanted`` not
+        yet in the index are decoded by ``decode`` (``threads`` at a time) and written as new
+        shards, one or more per speaker. A purged speaker's recordings are refused unless
+        ``allow_purged`` (a kept evaluation copy)."""
+        report = SyncReport()
+        by_id = {s.recording_id: s for s in present}
+        wanted = set(wanted)
+        unknown = wanted - set(by_id)
+        if unknown:
+            raise ValueError(f"wanted recordings that are not present: {sorted(unknown)[:5]}")
+        purged = self.purged()
+        back = sorted({by_id[r].speaker for r in wanted if by_id[r].speaker in purged})
+        if back and not allow_purged:
+            first = purged[back[0]]
+            raise PurgedError(
+                f"{self.dataset}: speaker(s) {back} were purged from the feature store {self.root} "
+                f"({first['purged_at']}: {first['reason']}), but their recordings are still in the data folder "
+                f"(e.g. {next(by_id[r].path for r in wanted if by_id[r].speaker == back[0])}). Delete their audio "
+                "upstream, leave them out (dataset.classes / dataset.exclude_speakers), or, to evaluate an erasure, "
+                "point dataset.cache_dir at an evaluation copy kept before the purge."
+            )
+        with self.building():
+            stale = self._stale(by_id)
+            if stale:
+                report.removed = len(stale)
+                report.shards_deleted = self._drop(stale)
+            with self._db() as db:
+                known = {r[0] for r in db.execute("SELECT recording_id FROM recordings")}
+            todo = sorted(wanted - known)
+            if todo:
+                t0 = time.perf_counter()
+                self._add([by_id[r] for r in todo], decode, threads, report)
+                report.decode_s = time.perf_counter() - t0
+        return report
+
+    def _stale(self, by_id: dict[str, Source]) -> list[str]:
+        """Recording ids in the index that are gone from the data folder or changed on disk."""
+        with self._db() as db:
+            rows = db.execute("SELECT recording_id, path, size, mtime_ns FROM recordings").fetchall()
+        stale = []
+        for rid, _path, size, mtime in rows:
+            src = by_id.get(rid)
+            if src is None:
+                stale.append(rid)
+                continue
+            try:
+                st = src.path.stat()
+            except OSError:
+                stale.append(rid)
+                continue
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                stale.append(rid)
+        return stale
+
+    def _drop(self, recording_ids: list[str]) -> int:
+        """Remove recordings from the index; rewrite the shards that held them without them."""
+        drop = set(recording_ids)
+        with self._db() as db:
+            marks = ",".join("?" * len(drop))
+            touched = sorted(
+                {
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT DISTINCT shard FROM recordings WHERE shard IS NOT NULL AND recording_id IN ({marks})",
+                        tuple(drop),
+                    )
+                }
+            )
+        deleted = 0
+        for shard in touched:
+            table = self._read_table(shard)
+            keep = np.array([rid not in drop for rid in table.column("recording_id").to_pylist()], dtype=bool)
+            kept = table.filter(pa.array(keep))
+            speaker = self.shards()[shard]["speaker"]
+            new = self._write_shard(speaker, kept) if kept.num_rows else None
+            with self._db() as db:
+                db.execute(
+                    f"DELETE FROM recordings WHERE recording_id IN ({','.join('?' * len(drop))})", tuple(drop)
+                )
+                db.execute("DELETE FROM shards WHERE name = ?", (shard,))
+                if new is not None:
+                    self._register(db, new, speaker, kept)
+            self._unlink_shard(shard)
+            deleted += 1
+        with self._db() as db:  # recordings that had no shard (unusable ones)
+            db.execute(
+                f"DELETE FROM recordings WHERE recording_id IN ({','.join('?' * len(drop))})", tuple(drop)
+            )
+        return deleted
+
+    def _add(self, sources: list[Source], decode, threads: int, report: SyncReport) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        by_speaker: dict[str, list[Source]] = {}
+        for s in sources:
+            by_speaker.setdefault(s.speaker, []).append(s)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for speaker in sorted(by_speaker):
+                group = by_speaker[speaker]
+                stats = [_stat(s.path) for s in group]
+                decoded = list(pool.map(decode, group))
+                ok = [
+                    (s, d)
+                    for s, d in zip(group, decoded, strict=True)
+                    if d.windows is not None and len(d.windows)
+                ]
+                table = _table([s.recording_id for s, _ in ok], [d.windows for _, d in ok]) if ok else None
+                shard = self._write_shard(speaker, table) if table is not None else None
+                with self._db() as db:
+                    if shard is not None:
+                        self._register(db, shard, speaker, table)
+                    offset = 0
+                    for s, d, (size, mtime, digest) in zip(group, decoded, stats, strict=True):
+                        n = 0 if d.windows is None else len(d.windows)
+                        usable = n > 0
+                        db.execute(
+                            "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (
+                                s.recording_id,
+                                str(s.path),
+                                s.speaker,
+                                s.label,
+                                size,
+                                mtime,
+                                digest,
+                                "ok" if usable else "bad",
+                                "" if usable else (d.reason or "no windows"),
+                                shard if usable else None,
+                                offset if usable else None,
+                                n,
+                            ),
+                        )
+                        offset += n
+                        report.added += 1
+                        report.bad += 0 if usable else 1
+                report.shards_written += shard is not None
+
+    def _register(self, db, shard: str, speaker: str, table: pa.Table) -> None:
+        path = self.shard_dir / shard
+        db.execute(
+            "INSERT INTO shards VALUES (?,?,?,?,?)",
+            (shard, speaker, table.num_rows, path.stat().st_size, sha256_file(path)),
+        )
+        rows = table.column("recording_id").to_pylist()
+        first: dict[str, int] = {}
+        for i, rid in enumerate(rows):
+            first.setdefault(rid, i)
+        for rid, offset in first.items():  # a rewritten shard moves its recordings' rows
+            db.execute(
+                "UPDATE recordings SET shard = ?, offset = ? WHERE recording_id = ?", (shard, offset, rid)
+            )
+
+    def _write_shard(self, speaker: str, table: pa.Table) -> str:
+        stem = _safe(speaker)
+        n = 0
+        while (self.shard_dir / f"{stem}-{n:04d}.arrow").exists():
+            n += 1
+        name = f"{stem}-{n:04d}.arrow"
+        fd, tmp = tempfile.mkstemp(dir=self.shard_dir, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                with pa.ipc.new_file(f, table.schema) as writer:
+                    writer.write_table(table, max_chunksize=max(1, table.num_rows))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.shard_dir / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return name
+
+    def _unlink_shard(self, shard: str) -> None:
+        self._maps.pop(shard, None)
+        self._verified.discard(shard)
+        (self.shard_dir / shard).unlink(missing_ok=True)
+
+    def _remove_leftovers(self) -> None:
+        """A killed build's temporary files and shards the index never registered."""
+        registered = set(self.shards())
+        for path in self.shard_dir.iterdir():
+            if path.name.endswith(".tmp") or (path.suffix == ".arrow" and path.name not in registered):
+                log.info("removing a killed build's leftover %s", path)
+                path.unlink(missing_ok=True)
+
+    # --- erasure --------------------------------------------------------------------------
+    def purge(self, speakers: Sequence[str], reason: str) -> list[dict]:
+        """Delete every shard and index row of ``speakers``; record the purge (shard names and
+        sha256, never content). A speaker the store does not hold is an error."""
+        with self._db() as db:
+            held = {r[0] for r in db.execute("SELECT DISTINCT speaker FROM recordings")}
+        missing = [s for s in speakers if s not in held]
+        if missing:
+            raise StoreError(
+                f"cannot purge {missing} from feature store {self.root}: it holds no recordings of them "
+                f"(it holds {len(held)} speakers)"
+            )
+        out = []
+        with self.building():
+            for speaker in speakers:
+                shards = self.shards(speaker)
+                gone = [{"shard": name, "sha256": info["sha256"]} for name, info in sorted(shards.items())]
+                for name in shards:
+                    self._unlink_shard(name)
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                with self._db() as db:
+                    db.execute("DELETE FROM shards WHERE speaker = ?", (speaker,))
+                    db.execute("DELETE FROM recordings WHERE speaker = ?", (speaker,))
+                    db.execute(
+                        "INSERT INTO purged VALUES (?,?,?,?)", (speaker, json.dumps(gone), stamp, reason)
+                    )
+                out.append({"speaker": speaker, "shards": gone})
+        log.info(
+            "purged %s from %s (%d shards)", list(speakers), self.root, sum(len(o["shards"]) for o in out)
+        )
+        return out
+
+    # --- reading --------------------------------------------------------------------------
+    def _read_table(self, shard: str) -> pa.Table:
+        path = self.shard_dir / shard
+        if not path.is_file():
+            raise StoreError(f"feature store {self.root}: shard {shard} is missing. Rebuild: {REBUILD}")
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+    def verify(self, shards: Iterable[str]) -> None:
+        """Each shard exists and has the sha256 the index holds (once per process and shard)."""
+        info = self.shards()
+        for shard in sorted(set(shards) - self._verified):
+            path = self.shard_dir / shard
+            expected = info.get(shard)
+            if expected is None or not path.is_file():
+                raise StoreError(f"feature store {self.root}: shard {shard} is missing. Rebuild: {REBUILD}")
+            if path.stat().st_size != expected["bytes"] or sha256_file(path) != expected["sha256"]:
+                raise StoreError(
+                    f"feature store {self.root}: shard {shard} is corrupt (its sha256 is not the index's). "
+                    f"Rebuild: {REBUILD}"
+                )
+            self._verified.add(shard)
+
+    def features(self, shard: str) -> np.ndarray:
+        """A shard's features, memory-mapped: [rows, dim] float16 (no copy)."""
+        if shard not in self._maps:
+            column = self._read_table(shard).column("x").combine_chunks()
+            flat = column.values.to_numpy(zero_copy_only=True)
+            self._maps[shard] = flat.reshape(len(column), column.type.list_size)
+        return self._maps[shard]
+
+
+def _stat(path: Path) -> tuple[int, int, str]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, sha256_file(path)
+
+
+def _table(recording_ids: list[str], windows: list[np.ndarray]) -> pa.Table:
+    """One shard's rows: each window of each recording, features flattened to float16."""
+    rids, idx, flat = [], [], []
+    for rid, w in zip(recording_ids, windows, strict=True):
+        w = np.asarray(w, dtype=np.float16).reshape(len(w), -1)
+        rids += [rid] * len(w)
+        idx += list(range(len(w)))
+        flat.append(w)
+    x = np.concatenate(flat)
+    values = pa.array(x.reshape(-1), type=pa.float16())
+    return pa.table(
+        {
+            "recording_id": pa.array(rids, type=pa.string()),
+            "window": pa.array(idx, type=pa.int32()),
+            "x": pa.FixedSizeListArray.from_arrays(values, x.shape[1]),
+        }
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+__all__ = [
+    "Decoded",
+    "FeatureStore",
+    "PurgedError",
+    "Source",
+    "StoreError",
+    "SyncReport",
+    "sha256_file",
+    "store_path",
+]
