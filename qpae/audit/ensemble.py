@@ -173,10 +173,10 @@ def certification_clips(datamodule: AudioDataModule, request: ForgetRequest, ret
         raise ValueError(
             f"the forget set has {len(forget[1])} training clips; certifying needs at least {MIN_FORGET_CLIPS}"
         )
-    x, y = datamodule.retain_set(request.all_forgotten, "train").tensors
-    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:retained]
+    retain = datamodule.retain_set(request.all_forgotten, "train")
+    pick = torch.randperm(len(retain), generator=torch.Generator().manual_seed(0))[:retained]
     test = datamodule.dataset("test").tensors
-    return Clips(tuple(forget), (x[pick], y[pick]), tuple(test), tuple(request.all_forgotten))
+    return Clips(tuple(forget), tuple(retain.subset(pick).tensors), tuple(test), tuple(request.all_forgotten))
 
 
 def member_measures(model_path: Path, clips: Clips) -> dict:

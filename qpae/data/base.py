@@ -1,16 +1,19 @@
-"""The shared base of every dataset: scanning, decoding, caching, splitting, forget/retain views.
+"""The shared base of every dataset: class selection, the feature store, splits, forget/retain views.
 
 A dataset subclass only says where its recordings are and what their labels are
 (:meth:`AudioDataModule.find_recordings`); everything else lives here so that every dataset
-splits, caches and builds forget/retain views the same way.
+selects, stores, splits and builds forget/retain views the same way. Features live in the
+speaker-sharded feature store (:mod:`qpae.data.store`); classes are chosen from the recording list
+(and the store's index of unusable recordings) before any audio is decoded, and only the chosen
+classes' recordings are decoded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,14 +22,16 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from qpae.data import cache
+from qpae.data import legacy_cache
 from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
 from qpae.data.features import FeatureConfig, LogMel
 from qpae.data.forget_retain import ForgetRetainSampler
 from qpae.data.splits import SPLIT_BY, Split, resolve_split_by, speaker_split, stratified_split, time_split
+from qpae.data.store import Decoded, FeatureStore, Source, store_path
+from qpae.data.windows_dataset import WindowDataset, as_batch
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,8 @@ class AudioDataModule(L.LightningDataModule):
 
     Args:
         data_dir: where the dataset's standard layout lives.
-        cache_dir: where decoded features are cached (default ``<data_dir>/.qpae_cache``).
+        cache_dir: where the feature store lives (default ``<data_dir>/.qpae_cache``):
+            ``<cache_dir>/store/<dataset>-<settings key>/``.
         features: a :class:`FeatureConfig` or its fields as a dict.
         window: cut long recordings into ``features.duration_s`` windows (else centre-crop/pad).
         max_windows: at most this many windows per recording.
@@ -75,6 +81,9 @@ class AudioDataModule(L.LightningDataModule):
             a clip of a few milliseconds would be an example made almost all of padding.
         max_bad_fraction: fail when more than this share of recordings cannot be decoded.
         download: try the public download when the data is missing.
+        decode_threads: recordings decoded at once when the store lacks them (default: every core).
+        allow_purged: read a store that holds speakers purged elsewhere: only for an evaluation
+            copy kept before an erasure (:meth:`FeatureStore.sync`).
     """
 
     name: ClassVar[str] = "audio"
@@ -103,7 +112,8 @@ class AudioDataModule(L.LightningDataModule):
         min_duration_s: float = 0.1,
         max_bad_fraction: float = 0.05,
         download: bool = False,
-        decode_threads: int = 2,
+        decode_threads: int | None = None,
+        allow_purged: bool = False,
     ) -> None:
         super().__init__()
         if split_by not in SPLIT_BY:
@@ -135,7 +145,8 @@ class AudioDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.max_bad_fraction = max_bad_fraction
         self.download = download
-        self.decode_threads = decode_threads
+        self.decode_threads = decode_threads or os.cpu_count() or 1
+        self.allow_purged = allow_purged
         self._ready = False
 
     # --- what a subclass provides -------------------------------------------------------
@@ -162,54 +173,50 @@ class AudioDataModule(L.LightningDataModule):
 
     # --- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Runs on one process per node: fetch if needed and build the feature cache."""
-        self._recordings()
-        self._features()
+        """Runs on one process per node: fetch if needed, decode what the store lacks."""
+        self._stored()
 
     def setup(self, stage: str | None = None) -> None:
         """Select classes, split (as ``split_by`` says), and normalise on the training windows."""
         if self._ready:
             return
-        recordings = self._recordings()
-        entry = self._features(recordings)
-        kept = [recordings[i] for i in entry["ok"].tolist()]  # the recordings that decoded
-        window_owner = entry["recording"]  # window w belongs to kept[window_owner[w]]
-        self.split_by_used = resolve_split_by(
-            self.split_by, [r.label for r in kept], [r.speaker for r in kept]
-        )
-        self.class_names = self._select_classes(self._unit_counts(kept, window_owner))
-        index = {c: k for k, c in enumerate(self.class_names)}
-        keep_rec = [j for j, r in enumerate(kept) if r.label in index]
-        rec_labels = [index[kept[j].label] for j in keep_rec]
-        self.recordings = [kept[j] for j in keep_rec]  # recording_ids index this list
+        stored = self._stored()
+        self.recordings = stored["recordings"]  # recording_ids index this list
         self.speakers = [r.speaker for r in self.recordings]
-
-        pos_of = torch.full((len(kept),), -1, dtype=torch.long)
-        pos_of[torch.tensor(keep_rec, dtype=torch.long)] = torch.arange(len(keep_rec))
-        window_pos = pos_of[window_owner]
-        valid = window_pos >= 0
-        self.recording_ids = window_pos[valid]  # each kept window's position in keep_rec
+        self.class_names = stored["class_names"]
+        index = {c: k for k, c in enumerate(self.class_names)}
+        rec_labels = [index[r.label] for r in self.recordings]
+        rows = stored["rows"]
+        shard_names = sorted({row["shard"] for row in rows})
+        shard_of = {name: k for k, name in enumerate(shard_names)}
+        counts = np.array([row["windows"] for row in rows], dtype=np.int64)
+        owner = np.repeat(np.arange(len(rows)), counts)
+        first = np.cumsum(counts) - counts
+        within = np.arange(len(owner)) - first[owner]
+        shard = np.array([shard_of[row["shard"]] for row in rows], dtype=np.int64)[owner]
+        row = np.array([row["offset"] for row in rows], dtype=np.int64)[owner] + within
+        self.recording_ids = torch.from_numpy(owner)
         self.split, unit_ids = self._split(self.recordings, rec_labels, self.recording_ids)
         self.split_fingerprint = self.split.fingerprint(unit_ids)
         unit_part = torch.full((len(unit_ids),), -1, dtype=torch.long)
         for p, name in enumerate(SPLITS):
             unit_part[list(getattr(self.split, name))] = p
         window_part = unit_part if self.split.method == "window" else unit_part[self.recording_ids]
-        self.inputs = entry["x"][valid].float()
         self.targets = torch.tensor(rec_labels, dtype=torch.long)[self.recording_ids]
         self.indices = {name: torch.nonzero(window_part == p).flatten() for p, name in enumerate(SPLITS)}
         self._check_parts()
-
+        store = stored["store"]
+        store.verify(shard_names)  # every shard read is the one the index describes
+        self.all_windows = WindowDataset(store, shard_names, shard, row, self.targets, stored["shape"])
         # One scalar mean/std from the training windows only (no test statistics leak in).
-        train_x = self.inputs[self.indices["train"]]
-        self.mean, self.std = float(train_x.mean()), float(train_x.std().clamp_min(1e-6))
-        self.inputs = (self.inputs - self.mean) / self.std
+        self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
+        self.all_windows.mean, self.all_windows.std = self.mean, self.std
         self._ready = True
         log.info(
             "%s: %d classes, %d recordings, split_by=%s, windows train/val/test = %d/%d/%d",
             self.name,
             self.num_classes,
-            len(keep_rec),
+            len(self.recordings),
             self.split.method,
             *(len(self.indices[s]) for s in SPLITS),
         )
@@ -221,11 +228,11 @@ class AudioDataModule(L.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.inputs.shape[1:])
+        return tuple(self.all_windows.shape)
 
     def dataset(
         self, split: str = "train", classes: Sequence[int] | None = None, exclude: Sequence[int] | None = None
-    ) -> TensorDataset:
+    ) -> WindowDataset:
         """Windows of one split, optionally only of ``classes`` or without ``exclude``."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
@@ -236,18 +243,17 @@ class AudioDataModule(L.LightningDataModule):
             mask &= torch.isin(y, torch.as_tensor(list(classes), dtype=torch.long))
         if exclude is not None:
             mask &= ~torch.isin(y, torch.as_tensor(list(exclude), dtype=torch.long))
-        idx = idx[mask]
-        return TensorDataset(self.inputs[idx], self.targets[idx])
+        return self.all_windows.subset(idx[mask].numpy())
 
-    def forget_set(self, forget_classes: Sequence[int], split: str = "train") -> TensorDataset:
+    def forget_set(self, forget_classes: Sequence[int], split: str = "train") -> WindowDataset:
         """The forget classes' windows; from the training split unless asked otherwise."""
         return self.dataset(split, classes=forget_classes)
 
-    def retain_set(self, forget_classes: Sequence[int], split: str = "train") -> TensorDataset:
+    def retain_set(self, forget_classes: Sequence[int], split: str = "train") -> WindowDataset:
         """Every other class's windows; from the training split unless asked otherwise."""
         return self.dataset(split, exclude=forget_classes)
 
-    def loader(self, dataset: TensorDataset, train: bool = False) -> DataLoader:
+    def loader(self, dataset: WindowDataset, train: bool = False) -> DataLoader:
         """Shuffled, seeded batches for training; in-order batches for evaluation.
 
         Under DDP, evaluation splits the data without repeating samples: Lightning's default
@@ -263,6 +269,7 @@ class AudioDataModule(L.LightningDataModule):
             shuffle=train,
             sampler=sampler,
             drop_last=False,
+            collate_fn=as_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.order_seed) if train else None,
@@ -281,7 +288,7 @@ class AudioDataModule(L.LightningDataModule):
         if train_on not in ("forget+retain", "forget", "retain"):
             raise ValueError(f"train_on must be forget+retain, forget or retain; got {train_on!r}")
         data = self.dataset("train")
-        is_forget = torch.isin(data.tensors[1], torch.as_tensor(list(forgotten), dtype=torch.long))
+        is_forget = torch.isin(data.targets, torch.as_tensor(list(forgotten), dtype=torch.long))
         forget = torch.nonzero(is_forget).flatten() if train_on != "retain" else torch.empty(0)
         retain = torch.nonzero(~is_forget).flatten() if train_on != "forget" else torch.empty(0)
         sampler = ForgetRetainSampler(
@@ -291,6 +298,7 @@ class AudioDataModule(L.LightningDataModule):
             data,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=as_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -327,12 +335,15 @@ class AudioDataModule(L.LightningDataModule):
             self._recording_list = sorted(recs, key=lambda r: str(r.path))
         return self._recording_list
 
-    def _unit_counts(self, kept: list[Recording], window_owner: torch.Tensor) -> Counter:
+    def _unit_counts(self, kept: list[Recording], windows: list[int] | None = None) -> Counter:
         """Split units per class: recordings, distinct speakers or windows, as ``split_by`` splits."""
         if self.split_by_used == "speaker":
             return Counter(label for label, _ in {(r.label, r.speaker) for r in kept})
         if self.split_by_used == "window":
-            return Counter(kept[o].label for o in window_owner.tolist())
+            counts: Counter = Counter()
+            for r, n in zip(kept, windows or [], strict=True):
+                counts[r.label] += n
+            return counts
         return Counter(r.label for r in kept)
 
     def _select_classes(self, counts: Counter) -> list[str]:
@@ -423,56 +434,114 @@ class AudioDataModule(L.LightningDataModule):
             "min_duration_s": self.min_duration_s,
         }
 
-    def _features(self, recordings: list[Recording] | None = None) -> dict:
-        if getattr(self, "_entry", None) is not None:
-            return self._entry
-        recordings = recordings or self._recordings()
-        files = [r.path for r in recordings]
-        key = cache.cache_key(self._settings(), files)
-        path = self.cache_dir / f"{self.name}-{key[:20]}.pt"
-        entry = cache.load(path)
-        if entry is None:
-            entry = self._decode(recordings)
-            cache.save(path, entry)
-        else:
-            log.info("%s: loaded cached features %s", self.name, path)
-        self._report_bad(entry["bad"], len(recordings))
-        self._entry = entry
-        return entry
+    def store(self) -> FeatureStore:
+        """This dataset's feature store under these feature settings (opened once)."""
+        if getattr(self, "_store", None) is None:
+            legacy_cache.refuse(self.cache_dir, self.name)
+            self._store = FeatureStore(
+                store_path(self.cache_dir, self.name, self._settings()), self.name, self._settings()
+            )
+        return self._store
 
-    def _decode(self, recordings: list[Recording]) -> dict:
-        cfg = self.features
-        n = cfg.num_samples
-
-        def clips(rec: Recording) -> list[np.ndarray] | str:
+    def sources(self, recordings: list[Recording]) -> list[Source]:
+        """The store's view of recordings: an id (the path within the data folder) and a shard
+        group (the speaker, or the label where recordings name no speaker)."""
+        out = []
+        for r in recordings:
             try:
-                wave = load_mono(rec.path, cfg.sample_rate, self.min_duration_s)
-            except BadAudioError as err:
-                return str(err)
-            return windows(wave, n, self.max_windows) if self.window else [fit_length(wave, n)]
+                rid = str(r.path.resolve().relative_to(self.data_dir.resolve()))
+            except ValueError:
+                rid = str(r.path.resolve())
+            out.append(Source(rid, r.path, r.speaker or r.label, r.label))
+        return out
 
-        with ThreadPoolExecutor(max(1, self.decode_threads)) as pool:
-            results = list(pool.map(clips, recordings))
-        logmel = LogMel(cfg)
-        xs, owner, ok, bad = [], [], [], []
-        for i, res in enumerate(results):
-            if isinstance(res, str):
-                log.warning("skipping unusable recording: %s", res)
-                bad.append(res)
-                continue
-            owner += [len(ok)] * len(res)
-            ok.append(i)
-            xs += res
-        if not xs:
-            raise DataQualityError(f"{self.name}: none of {len(recordings)} recordings could be decoded")
-        waves = torch.from_numpy(np.stack(xs))
-        x = torch.cat([logmel(chunk) for chunk in waves.split(512)])
-        return {
-            "x": x.half(),  # log-mel dB values fit float16 precision; halves cache size
-            "recording": torch.tensor(owner, dtype=torch.long),
-            "ok": torch.tensor(ok, dtype=torch.long),
-            "bad": bad,
+    def _stored(self) -> dict:
+        """Choose the classes from the recording list and the store's index of unusable
+        recordings, make the store hold the chosen classes' recordings (decoding only what it
+        lacks), and choose again if newly found unusable recordings changed the counts."""
+        if getattr(self, "_stored_entry", None) is not None:
+            return self._stored_entry
+        recordings = self._recordings()
+        sources = self.sources(recordings)
+        store = self.store()
+        by_id = {r["recording_id"]: r for r in store.recordings(None)}
+        usable = [i for i, s in enumerate(sources) if by_id.get(s.recording_id, {}).get("status") != "bad"]
+        self.split_by_used = resolve_split_by(
+            self.split_by, [r.label for r in recordings], [r.speaker for r in recordings]
+        )
+        while True:
+            kept = [recordings[i] for i in usable]
+            if self.split_by_used == "window":  # a class's windows are known once decoded
+                self._sync(store, sources, [sources[i].recording_id for i in usable])
+                by_id = {r["recording_id"]: r for r in store.recordings(None)}
+                usable = [i for i in usable if by_id[sources[i].recording_id]["status"] == "ok"]
+                kept = [recordings[i] for i in usable]
+                names = self._select_classes(
+                    self._unit_counts(kept, [by_id[sources[i].recording_id]["windows"] for i in usable])
+                )
+            else:
+                names = self._select_classes(self._unit_counts(kept))
+            wanted_names = set(names)
+            chosen = [i for i in usable if recordings[i].label in wanted_names]
+            self._sync(store, sources, [sources[i].recording_id for i in chosen])
+            by_id = {r["recording_id"]: r for r in store.recordings(None)}
+            newly_bad = [i for i in chosen if by_id[sources[i].recording_id]["status"] != "ok"]
+            if not newly_bad:
+                break
+            dropped = set(newly_bad)
+            usable = [i for i in usable if i not in dropped]
+        considered = [i for i, r in enumerate(recordings) if r.label in wanted_names]
+        stored = set(chosen)
+        bad = [by_id[sources[i].recording_id]["reason"] for i in considered if i not in stored]
+        self._report_bad(bad, len(considered))
+        self._stored_entry = {
+            "store": store,
+            "recordings": [recordings[i] for i in chosen],
+            "rows": [by_id[sources[i].recording_id] for i in chosen],
+            "class_names": names,
+            "shape": self._shape(),
         }
+        return self._stored_entry
+
+    def _sync(self, store: FeatureStore, sources: list[Source], wanted: list[str]) -> None:
+        report = store.sync(sources, wanted, self._decode_one, self.decode_threads, self.allow_purged)
+        if report.added or report.removed:
+            log.info(
+                "%s: feature store %s: %d recordings decoded (%d unusable) in %.1f s, %d dropped",
+                self.name,
+                store.root,
+                report.added,
+                report.bad,
+                report.decode_s,
+                report.removed,
+            )
+        else:
+            log.info("%s: feature store %s holds every recording needed", self.name, store.root)
+
+    def _decode_one(self, source: Source) -> Decoded:
+        """One recording's windows of features: depend on that recording alone."""
+        cfg = self.features
+        try:
+            wave = load_mono(source.path, cfg.sample_rate, self.min_duration_s)
+        except BadAudioError as err:
+            log.warning("skipping unusable recording: %s", err)
+            return Decoded(None, str(err))
+        clips = (
+            windows(wave, cfg.num_samples, self.max_windows)
+            if self.window
+            else [fit_length(wave, cfg.num_samples)]
+        )
+        with torch.no_grad():
+            x = self._logmel()(torch.from_numpy(np.stack(clips)))
+        return Decoded(x.numpy())
+
+    def _logmel(self) -> LogMel:
+        if getattr(self, "_logmel_module", None) is None:
+            self._logmel_module = LogMel(self.features)
+        return self._logmel_module
+
+    def _shape(self) -> tuple[int, ...]:
+        return tuple(self._logmel()(torch.zeros(1, self.features.num_samples)).shape[1:])
 
     def _report_bad(self, bad: list[str], total: int) -> None:
         if not bad:
@@ -484,3 +553,18 @@ class AudioDataModule(L.LightningDataModule):
                 f"{self.name}: {len(bad)} of {total} recordings unusable ({100 * share:.1f}% > "
                 f"max_bad_fraction {100 * self.max_bad_fraction:.1f}%); first: {bad[:3]}"
             )
+
+
+def _mean_std(data: WindowDataset, positions: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """One scalar mean and (unbiased) std over ``positions``' windows, read a chunk at a time."""
+    total, total_sq, n = 0.0, 0.0, 0
+    for start in range(0, len(positions), chunk):
+        x = data.raw(positions[start : start + chunk]).astype(np.float64)
+        total += float(x.sum())
+        total_sq += float(np.square(x).sum())
+        n += x.size
+    if n < 2:
+        return 0.0, 1.0
+    mean = total / n
+    var = max(total_sq - n * mean * mean, 0.0) / (n - 1)
+    return mean, max(float(np.sqrt(var)), 1e-6)

@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -161,6 +162,10 @@ class FeatureStore:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
+
+    def __getstate__(self) -> dict:
+        """DataLoader workers and DDP processes map the shards themselves (never a pickled copy)."""
+        return {**self.__dict__, "_maps": {}}
 
     # --- the index ------------------------------------------------------------------------
     @contextmanager
@@ -487,7 +492,14 @@ class FeatureStore:
 
 
 def _stat(path: Path) -> tuple[int, int, str]:
-    st = path.stat()
+    """Size, mtime and sha256 of a recording; only a regular file is ever opened (a FIFO or a
+    device named by a manifest is not: the decoder counts it as unusable)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return -1, -1, ""
+    if not stat.S_ISREG(st.st_mode):
+        return st.st_size, st.st_mtime_ns, ""
     return st.st_size, st.st_mtime_ns, sha256_file(path)
 
 

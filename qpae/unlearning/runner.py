@@ -198,7 +198,7 @@ def auto_retain_count(
     for this request's own clips alone is an error, before any training."""
     if not method.auto_schedule or method.train_on != "forget+retain":
         return None
-    labels = datamodule.dataset("train").tensors[1]
+    labels = datamodule.dataset("train").targets
     forget_clips = int(torch.isin(labels, torch.tensor(request.forget_classes)).sum())
     epoch_forget_clips = int(torch.isin(labels, torch.tensor(request.all_forgotten)).sum())
     retained = int(len(labels) - epoch_forget_clips)
@@ -244,7 +244,7 @@ def load_input(input_path: Path, how_to_create: str) -> ModelFile:
 
 
 def check_training_samples(request: ForgetRequest, datamodule: AudioDataModule) -> None:
-    train_counts = datamodule.dataset("train").tensors[1].bincount(minlength=datamodule.num_classes)
+    train_counts = datamodule.dataset("train").targets.bincount(minlength=datamodule.num_classes)
     empty = [datamodule.class_names[c] for c in request.forget_classes if train_counts[c] == 0]
     if empty:
         raise RequestError(f"forget classes {empty} have no training samples to unlearn from")

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from qpae.data import cache as feature_cache
+from qpae.data import legacy_cache
 from qpae.data.accent_archive import AccentArchiveDataModule
 from qpae.data.audiomnist import AudioMNISTDataModule
 from qpae.data.base import DataQualityError
@@ -46,7 +46,7 @@ def test_fsdd_speakers_split_and_views(fsdd):
     assert len(forget) == 350 and len(retain) == 1750
     assert set(forget.tensors[1].tolist()) == {0} and 0 not in set(retain.tensors[1].tolist())
     # forget/retain views come from the training split only: no test window is in them
-    train_rows = {tuple(r) for r in fsdd.inputs[fsdd.indices["train"]][:, 0, :4, 0].tolist()}
+    train_rows = {tuple(r) for r in fsdd.dataset("train").tensors[0][:, 0, :4, 0].tolist()}
     assert all(tuple(r) in train_rows for r in forget.tensors[0][:, 0, :4, 0].tolist())
     assert abs(float(fsdd.dataset("train").tensors[0].mean())) < 1e-3  # normalised on train
 
@@ -63,21 +63,22 @@ def test_fsdd_digit_label_and_same_split_twice(shared_data, feature_cache, fsdd)
     assert other_seed.split_fingerprint != fsdd.split_fingerprint
 
 
-def test_second_setup_reads_the_cache_not_the_audio(shared_data, feature_cache, fsdd, monkeypatch):
+def test_second_setup_reads_the_store_not_the_audio(shared_data, feature_cache, fsdd, monkeypatch):
     def no_decoding(*args, **kwargs):
-        raise AssertionError("audio decoded although the features are cached")
+        raise AssertionError("audio decoded although the features are stored")
 
     monkeypatch.setattr("qpae.data.base.load_mono", no_decoding)
     dm = FSDDDataModule(shared_data / "fsdd", cache_dir=feature_cache)
     dm.setup()
-    assert torch.equal(dm.inputs, fsdd.inputs)
+    for split in ("train", "test"):
+        assert torch.equal(dm.dataset(split).tensors[0], fsdd.dataset(split).tensors[0])
 
 
 def test_librispeech_windows_never_straddle_splits(shared_data, feature_cache):
     dm = LibriSpeechDataModule(shared_data / "librispeech", cache_dir=feature_cache, max_windows=8)
     dm.setup()
     assert dm.num_classes == 10 and dm.class_names[0] == "1688"
-    assert len(dm.inputs) > 100  # 100 utterances, several 1 s windows each
+    assert len(dm.targets) > 100  # 100 utterances, several 1 s windows each
     owners = {s: set(dm.recording_ids[dm.indices[s]].tolist()) for s in ("train", "val", "test")}
     assert not (owners["train"] & owners["test"] or owners["train"] & owners["val"])
     assert len(owners["test"]) == 20  # 2 of each speaker's 10 utterances
@@ -105,8 +106,10 @@ def test_audiomnist_sample_labels_from_names_and_meta(shared_data, feature_cache
     accents = AudioMNISTDataModule(root, cache_dir=feature_cache, label="accent", min_per_class=1)
     assert {r.label for r in accents._recordings()} >= {"german"}  # 'German' and 'german' merge
     digits = AudioMNISTDataModule(root, cache_dir=feature_cache, label="digit", min_per_class=1)
-    entry = digits._features()  # 48 kHz → 16 kHz
-    assert tuple(entry["x"].shape) == (6, 1, 64, 101)
+    stored = digits._stored()  # 48 kHz → 16 kHz
+    assert len(stored["rows"]) == 6 and stored["shape"] == (1, 64, 101)
+    [shard] = {row["shard"] for row in stored["rows"][:1]}
+    assert stored["store"].features(shard).shape[1] == 64 * 101
     # one clip per digit cannot give train, val and test one each: no model without a test set
     with pytest.raises(ValueError, match="val and test split is empty"):
         digits.setup()
@@ -133,7 +136,7 @@ def test_accent_archive_from_mp3_fixture(tmp_path, feature_cache):
     dm = AccentArchiveDataModule(tmp_path, cache_dir=feature_cache, classes=["french", "german", "korean"])
     dm.setup()
     assert dm.class_names == ["french", "german", "korean"]
-    assert len(dm.inputs) == 9 * 2  # 2.5 s recordings → two 1 s windows each (tail < half dropped)
+    assert len(dm.targets) == 9 * 2  # 2.5 s recordings → two 1 s windows each (tail < half dropped)
     with pytest.raises(ValueError, match="dutch"):
         AccentArchiveDataModule(tmp_path, cache_dir=feature_cache, classes=["dutch"]).setup()
 
@@ -157,7 +160,7 @@ def write_manifest(tmp_path, n_per_class=4, bad=()):
 def test_manifest_loader(tmp_path, feature_cache):
     dm = ManifestDataModule(write_manifest(tmp_path), cache_dir=feature_cache)
     dm.setup()
-    assert dm.class_names == ["class0", "class1", "class2"] and len(dm.inputs) == 12
+    assert dm.class_names == ["class0", "class1", "class2"] and len(dm.targets) == 12
 
 
 BAD = [
@@ -172,7 +175,7 @@ def test_bad_recordings_are_skipped_named_and_counted(tmp_path, caplog):
     dm = ManifestDataModule(manifest, cache_dir=tmp_path / "cache", max_bad_fraction=0.1)
     with caplog.at_level(logging.WARNING):
         dm.setup()
-    assert len(dm.inputs) == 60
+    assert len(dm.targets) == 60
     text = caplog.text
     assert all(name in text for name, _ in BAD) and "skipped 3 of 63" in text
     # the count survives a cache hit
@@ -220,7 +223,16 @@ def test_bad_labels_and_names():
         AudioMNISTDataModule("x", label="age")
 
 
-def test_unreadable_cache_is_rebuilt(tmp_path):
-    path = tmp_path / "x.pt"
-    path.write_bytes(b"truncated")
-    assert feature_cache.load(path) is None
+def test_a_whole_corpus_cache_from_before_the_store_is_refused_with_the_command_that_removes_it(tmp_path):
+    manifest = write_manifest(tmp_path)
+    old = tmp_path / "cache" / "manifest-0123456789abcdef0123.pt"
+    old.parent.mkdir()
+    old.write_bytes(b"every speaker's features")
+    (tmp_path / "cache" / "other-0123456789abcdef0123.pt").write_bytes(b"another dataset's")
+    with pytest.raises(
+        legacy_cache.LegacyCacheError, match="qpae-store dataset=manifest store.action=migrate"
+    ):
+        ManifestDataModule(manifest, cache_dir=tmp_path / "cache").setup()
+    assert legacy_cache.remove(tmp_path / "cache", "manifest") == [old.name]
+    ManifestDataModule(manifest, cache_dir=tmp_path / "cache").setup()
+    assert (tmp_path / "cache" / "other-0123456789abcdef0123.pt").exists()

@@ -106,7 +106,7 @@ def test_fifo_row_is_a_counted_bad_file_and_never_opened(tmp_path, caplog):
     if worker.is_alive():  # something opened the FIFO: release it with a writer, then fail
         os.close(os.open(tmp_path / "pipe.wav", os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("setup opened a FIFO named by the manifest and blocked")
-    assert len(dm.inputs) == 24
+    assert len(dm.targets) == 24
     assert "pipe.wav: not a regular file" in caplog.text and "skipped 1 of 25" in caplog.text
 
 
@@ -120,13 +120,13 @@ def test_short_clips_are_counted_bad(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         dm = ManifestDataModule(manifest, cache_dir=tmp_path / "cache", max_bad_fraction=0.1)
         dm.setup()
-    assert len(dm.inputs) == 20 and "click.wav: 4.0 ms of audio" in caplog.text
+    assert len(dm.targets) == 20 and "click.wav: 4.0 ms of audio" in caplog.text
     assert "skipped 1 of 21" in caplog.text
     with pytest.raises(DataQualityError, match="1 of 21 recordings unusable"):
         ManifestDataModule(manifest, cache_dir=tmp_path / "cache", max_bad_fraction=0.01).setup()
     dm = ManifestDataModule(manifest, cache_dir=tmp_path / "cache", min_duration_s=0.0)
     dm.setup()
-    assert len(dm.inputs) == 21
+    assert len(dm.targets) == 21
 
 
 def test_shared_data_passes_the_default_min_duration(shared_data):

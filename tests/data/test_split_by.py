@@ -90,7 +90,7 @@ def test_one_recording_per_class_explains_and_offers_window_split(one_utterance_
     dm = ManifestDataModule(one_utterance_per_speaker, split_by="window", **kwargs)
     dm.setup()
     assert dm.num_classes == 10 and dm.describe()["split_by"] == "window"
-    part = torch.empty(len(dm.inputs), dtype=torch.long)
+    part = torch.empty(len(dm.targets), dtype=torch.long)
     for p, s in enumerate(SPLITS):
         part[dm.indices[s]] = p
     for r in range(10):  # each recording: its first windows train, then val, then test
