@@ -19,7 +19,7 @@ from qpae.audit.run import AuditSettings, load_net, random_init_like
 from qpae.audit.run import audit as run_audit
 from qpae.bench.plan import Cell, dataset_spec
 from qpae.checkpoints import save_json, sha256_file
-from qpae.data.cache import FORMAT_VERSION as FEATURE_FORMAT_VERSION
+from qpae.data.store import FEATURE_VERSION
 from qpae.pipeline.config import compose
 from qpae.pipeline.pretrain import pretrain
 from qpae.pipeline.unlearn import unlearning_trainer_factory
@@ -90,7 +90,7 @@ class BenchRunner:
             "dataset": dataset_spec(self.bench, dataset),
             "run_overrides": self.run_overrides,
             "recipe": pretraining_identity(cfg),
-            "feature_format": FEATURE_FORMAT_VERSION,
+            "feature_format": FEATURE_VERSION,
         }
         tag = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         path = self.results_dir / "models" / f"{dataset}-{spec['model']}-{tag}-s{seed}.pt"

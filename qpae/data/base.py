@@ -10,6 +10,8 @@ classes' recordings are decoded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -82,8 +84,6 @@ class AudioDataModule(L.LightningDataModule):
         max_bad_fraction: fail when more than this share of recordings cannot be decoded.
         download: try the public download when the data is missing.
         decode_threads: recordings decoded at once when the store lacks them (default: every core).
-        allow_purged: read a store that holds speakers purged elsewhere: only for an evaluation
-            copy kept before an erasure (:meth:`FeatureStore.sync`).
     """
 
     name: ClassVar[str] = "audio"
@@ -113,7 +113,6 @@ class AudioDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.05,
         download: bool = False,
         decode_threads: int | None = None,
-        allow_purged: bool = False,
     ) -> None:
         super().__init__()
         if split_by not in SPLIT_BY:
@@ -146,7 +145,6 @@ class AudioDataModule(L.LightningDataModule):
         self.max_bad_fraction = max_bad_fraction
         self.download = download
         self.decode_threads = decode_threads or os.cpu_count() or 1
-        self.allow_purged = allow_purged
         self._ready = False
 
     # --- what a subclass provides -------------------------------------------------------
@@ -177,13 +175,20 @@ class AudioDataModule(L.LightningDataModule):
         self._stored()
 
     def setup(self, stage: str | None = None) -> None:
-        """Select classes, split (as ``split_by`` says), and normalise on the training windows."""
+        """Select classes, split (as ``split_by`` says), and normalise on the training windows.
+
+        A split is made once per split setting and kept in the store: while the recordings of
+        its classes are the same (or fewer only by purged speakers), every later setup reads it
+        back, so a purge leaves every other recording in its part and the models trained on the
+        split usable."""
         if self._ready:
             return
         stored = self._stored()
+        store = stored["store"]
         self.recordings = stored["recordings"]  # recording_ids index this list
         self.speakers = [r.speaker for r in self.recordings]
         self.class_names = stored["class_names"]
+        self.split_by_used = stored["split"]["method"] if stored["split"] else self.split_by_used
         index = {c: k for k, c in enumerate(self.class_names)}
         rec_labels = [index[r.label] for r in self.recordings]
         rows = stored["rows"]
@@ -191,34 +196,45 @@ class AudioDataModule(L.LightningDataModule):
         shard_of = {name: k for k, name in enumerate(shard_names)}
         counts = np.array([row["windows"] for row in rows], dtype=np.int64)
         owner = np.repeat(np.arange(len(rows)), counts)
-        first = np.cumsum(counts) - counts
-        within = np.arange(len(owner)) - first[owner]
+        within = np.arange(len(owner)) - (np.cumsum(counts) - counts)[owner]
         shard = np.array([shard_of[row["shard"]] for row in rows], dtype=np.int64)[owner]
         row = np.array([row["offset"] for row in rows], dtype=np.int64)[owner] + within
         self.recording_ids = torch.from_numpy(owner)
-        self.split, unit_ids = self._split(self.recordings, rec_labels, self.recording_ids)
-        self.split_fingerprint = self.split.fingerprint(unit_ids)
-        unit_part = torch.full((len(unit_ids),), -1, dtype=torch.long)
+        if stored["split"] is None:
+            self.split, unit_ids = self._split(self.recordings, rec_labels, self.recording_ids)
+            self.split_fingerprint = self.split.fingerprint(unit_ids)
+        else:
+            self.split = self._kept_split(stored["split"], stored["ids"], counts)
+            self.split_fingerprint = stored["split"]["fingerprint"]
+        n_units = len(owner) if self.split.method == "window" else len(self.recordings)
+        unit_part = torch.full((n_units,), -1, dtype=torch.long)
         for p, name in enumerate(SPLITS):
             unit_part[list(getattr(self.split, name))] = p
         window_part = unit_part if self.split.method == "window" else unit_part[self.recording_ids]
         self.targets = torch.tensor(rec_labels, dtype=torch.long)[self.recording_ids]
         self.indices = {name: torch.nonzero(window_part == p).flatten() for p, name in enumerate(SPLITS)}
+        with_data = {r.label for r in self.recordings}
+        self.purged_classes = [c for c in self.class_names if c in stored["purged"] and c not in with_data]
         self._check_parts()
-        store = stored["store"]
         store.verify(shard_names)  # every shard read is the one the index describes
         self.all_windows = WindowDataset(store, shard_names, shard, row, self.targets, stored["shape"])
-        # One scalar mean/std from the training windows only (no test statistics leak in).
-        self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
+        if stored["split"] is None:
+            # One scalar mean/std from the training windows only (no test statistics leak in),
+            # kept with the split: a purge changes neither the parts nor the normalisation.
+            self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
+            self._keep_split(store, stored["ids"], unit_ids)
+        else:
+            self.mean, self.std = stored["split"]["mean"], stored["split"]["std"]
         self.all_windows.mean, self.all_windows.std = self.mean, self.std
         self._ready = True
         log.info(
-            "%s: %d classes, %d recordings, split_by=%s, windows train/val/test = %d/%d/%d",
+            "%s: %d classes, %d recordings, split_by=%s, windows train/val/test = %d/%d/%d%s",
             self.name,
             self.num_classes,
             len(self.recordings),
             self.split.method,
             *(len(self.indices[s]) for s in SPLITS),
+            f"; purged from the store: {self.purged_classes}" if self.purged_classes else "",
         )
 
     # --- public views ---------------------------------------------------------------------
@@ -455,22 +471,118 @@ class AudioDataModule(L.LightningDataModule):
             out.append(Source(rid, r.path, r.speaker or r.label, r.label))
         return out
 
+    def _keep_split(self, store: FeatureStore, ids: list[str], unit_ids: list[str]) -> None:
+        part_of = {}
+        for p, name in enumerate(SPLITS):
+            part_of.update(dict.fromkeys(getattr(self.split, name), p))
+        owners = self.recording_ids.tolist() if self.split.method == "window" else range(len(ids))
+        units = [(unit_ids[u], ids[r], part_of.get(u, -1)) for u, r in enumerate(owners)]
+        store.save_split(
+            self._split_key(),
+            self.split_fingerprint,
+            self.split.method,
+            self.class_names,
+            units,
+            self.mean,
+            self.std,
+        )
+
+    def _kept_split(self, saved: dict, ids: list[str], windows: np.ndarray) -> Split:
+        """A kept split as indices into this setup's recordings (or windows)."""
+        position = {rid: k for k, rid in enumerate(ids)}
+        first = np.cumsum(windows) - windows
+        parts: dict[int, list[int]] = {0: [], 1: [], 2: []}
+        for unit, rid, part in saved["units"]:
+            if rid not in position or part < 0:
+                continue  # a purged speaker's unit (or one no part holds)
+            k = position[rid]
+            parts[part].append(
+                int(first[k]) + int(unit.rsplit("#", 1)[1]) if saved["method"] == "window" else k
+            )
+        return Split(*(tuple(sorted(parts[p])) for p in range(3)), saved["method"])
+
+    def _split_key(self) -> str:
+        """What decides the split besides the recordings: the split settings and class choice."""
+        settings = {
+            "split_by": self.split_by,
+            "split_seed": self.split_seed,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "classes": self.classes,
+            "max_classes": self.max_classes,
+            "min_per_class": self.min_per_class,
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
     def _stored(self) -> dict:
-        """Choose the classes from the recording list and the store's index of unusable
-        recordings, make the store hold the chosen classes' recordings (decoding only what it
-        lacks), and choose again if newly found unusable recordings changed the counts."""
+        """The recordings, classes and (if one is kept) split of this data module, with the store
+        holding every chosen recording: the kept split when the recordings of its classes are
+        unchanged but for purged speakers, else classes chosen afresh (:meth:`_choose`)."""
         if getattr(self, "_stored_entry", None) is not None:
             return self._stored_entry
         recordings = self._recordings()
         sources = self.sources(recordings)
         store = self.store()
+        purged = set(store.purged())
+        entry = self._from_kept_split(store, recordings, sources, purged)
+        if entry is None:
+            chosen, names = self._choose(store, recordings, sources)
+            by_id = {r["recording_id"]: r for r in store.recordings(None)}
+            entry = {"chosen": chosen, "class_names": names, "split": None, "by_id": by_id}
+        chosen, by_id = entry.pop("chosen"), entry.pop("by_id")
+        self._stored_entry = {
+            **entry,
+            "store": store,
+            "recordings": [recordings[i] for i in chosen],
+            "ids": [sources[i].recording_id for i in chosen],
+            "rows": [by_id[sources[i].recording_id] for i in chosen],
+            "shape": self._shape(),
+            "purged": purged,
+        }
+        return self._stored_entry
+
+    def _from_kept_split(self, store, recordings, sources, purged) -> dict | None:
+        """The kept split of these settings, if the recordings it was made from are all still here
+        (but for purged speakers) and no new recording of its classes has come."""
+        saved = store.load_split(self._split_key())
+        if saved is None:
+            return None
+        names = set(saved["class_names"])
+        by_id = {r["recording_id"]: r for r in store.recordings(None)}
+        kept_ids = {rid for _, rid, _ in saved["units"]}
+        present = {
+            s.recording_id
+            for s, r in zip(sources, recordings, strict=True)
+            if r.label in names
+            and s.speaker not in purged
+            and by_id.get(s.recording_id, {}).get("status") != "bad"
+        }
+        if present != kept_ids:
+            log.info(
+                "%s: the recordings differ from those of the kept split (%d new, %d gone): splitting again",
+                self.name,
+                len(present - kept_ids),
+                len(kept_ids - present),
+            )
+            return None
+        chosen = [i for i, s in enumerate(sources) if s.recording_id in kept_ids]
+        self._sync(store, sources, [sources[i].recording_id for i in chosen])
+        by_id = {r["recording_id"]: r for r in store.recordings(None)}
+        if any(by_id[sources[i].recording_id]["status"] != "ok" for i in chosen):
+            return None  # a recording changed on disk and no longer decodes
+        self.split_by_used = saved["method"]
+        return {"chosen": chosen, "class_names": saved["class_names"], "split": saved, "by_id": by_id}
+
+    def _choose(self, store, recordings, sources) -> tuple[list[int], list[str]]:
+        """Choose the classes from the recording list and the store's index of unusable
+        recordings, make the store hold the chosen classes' recordings (decoding only what it
+        lacks), and choose again if newly found unusable recordings changed the counts."""
         by_id = {r["recording_id"]: r for r in store.recordings(None)}
         usable = [i for i, s in enumerate(sources) if by_id.get(s.recording_id, {}).get("status") != "bad"]
         self.split_by_used = resolve_split_by(
             self.split_by, [r.label for r in recordings], [r.speaker for r in recordings]
         )
         while True:
-            kept = [recordings[i] for i in usable]
             if self.split_by_used == "window":  # a class's windows are known once decoded
                 self._sync(store, sources, [sources[i].recording_id for i in usable])
                 by_id = {r["recording_id"]: r for r in store.recordings(None)}
@@ -480,31 +592,24 @@ class AudioDataModule(L.LightningDataModule):
                     self._unit_counts(kept, [by_id[sources[i].recording_id]["windows"] for i in usable])
                 )
             else:
-                names = self._select_classes(self._unit_counts(kept))
+                names = self._select_classes(self._unit_counts([recordings[i] for i in usable]))
             wanted_names = set(names)
             chosen = [i for i in usable if recordings[i].label in wanted_names]
             self._sync(store, sources, [sources[i].recording_id for i in chosen])
             by_id = {r["recording_id"]: r for r in store.recordings(None)}
-            newly_bad = [i for i in chosen if by_id[sources[i].recording_id]["status"] != "ok"]
+            newly_bad = {i for i in chosen if by_id[sources[i].recording_id]["status"] != "ok"}
             if not newly_bad:
                 break
-            dropped = set(newly_bad)
-            usable = [i for i in usable if i not in dropped]
+            usable = [i for i in usable if i not in newly_bad]
         considered = [i for i, r in enumerate(recordings) if r.label in wanted_names]
         stored = set(chosen)
-        bad = [by_id[sources[i].recording_id]["reason"] for i in considered if i not in stored]
-        self._report_bad(bad, len(considered))
-        self._stored_entry = {
-            "store": store,
-            "recordings": [recordings[i] for i in chosen],
-            "rows": [by_id[sources[i].recording_id] for i in chosen],
-            "class_names": names,
-            "shape": self._shape(),
-        }
-        return self._stored_entry
+        self._report_bad(
+            [by_id[sources[i].recording_id]["reason"] for i in considered if i not in stored], len(considered)
+        )
+        return chosen, names
 
     def _sync(self, store: FeatureStore, sources: list[Source], wanted: list[str]) -> None:
-        report = store.sync(sources, wanted, self._decode_one, self.decode_threads, self.allow_purged)
+        report = store.sync(sources, wanted, self._decode_one, self.decode_threads)
         if report.added or report.removed:
             log.info(
                 "%s: feature store %s: %d recordings decoded (%d unusable) in %.1f s, %d dropped",

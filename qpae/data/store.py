@@ -14,7 +14,9 @@ Layout of one store (one dataset, one set of feature settings)::
   speaker's shards are never rewritten except when one of their recordings changed or vanished.
 * **Index.** ``recordings`` (recording id, path, speaker, label, size, mtime, sha256 of the
   file, status, shard, offset, windows), ``shards`` (name, speaker, rows, bytes, sha256) and
-  ``purged`` (speaker, shards with their sha256, when, why). A shard's rows enter the index in the
+  ``purged`` (speaker, shards with their sha256, when, why), and the splits made from it
+  (``splits``, ``split_units``: a split is made once and kept, so that purging a speaker leaves
+  every other recording in its part and the models trained on it usable). A shard's rows enter the index in the
   same transaction as the shard itself; a file in ``shards/`` the index does not name is a
   killed build's and is removed by the next build.
 * **Reading** maps each shard into memory (``pyarrow.memory_map``) and reads rows by their
@@ -51,7 +53,10 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 1  # the layout of a store
+# what a clip's features are: 2 = log-mel with the 80 dB floor per clip (1 floored each chunk of 512
+# clips at its loudest); part of every key that depends on feature values (e.g. the bench's originals)
+FEATURE_VERSION = 2
 REBUILD = "qpae-store dataset=<name> store.action=rebuild"  # named in every "rebuild it" error
 
 
@@ -82,7 +87,9 @@ class Decoded:
 
 
 def settings_key(dataset: str, settings: dict) -> str:
-    text = json.dumps({"v": STORE_VERSION, "dataset": dataset, **settings}, sort_keys=True)
+    text = json.dumps(
+        {"v": STORE_VERSION, "f": FEATURE_VERSION, "dataset": dataset, **settings}, sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -120,6 +127,15 @@ CREATE TABLE IF NOT EXISTS shards (
 CREATE TABLE IF NOT EXISTS purged (
     speaker TEXT NOT NULL, shards TEXT NOT NULL, purged_at TEXT NOT NULL, reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS splits (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, method TEXT NOT NULL, class_names TEXT NOT NULL,
+    mean REAL NOT NULL, std REAL NOT NULL, made_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS split_units (
+    key TEXT NOT NULL, unit TEXT NOT NULL, recording_id TEXT NOT NULL, part INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS split_units_key ON split_units (key);
+CREATE INDEX IF NOT EXISTS split_units_recording ON split_units (recording_id);
 """
 
 
@@ -239,15 +255,13 @@ class FeatureStore:
         wanted: Iterable[str],
         decode: Callable[[Source], Decoded],
         threads: int = 1,
-        allow_purged: bool = False,
     ) -> SyncReport:
         """Make the store hold every recording of ``wanted`` (recording ids of ``present``).
 
         Index rows of recordings no longer ``present`` or changed on disk (size or mtime) are
         dropped and their speakers' shards rewritten without them; recordings of ``wanted`` not
         yet in the index are decoded by ``decode`` (``threads`` at a time) and written as new
-        shards, one or more per speaker. A purged speaker's recordings are refused unless
-        ``allow_purged`` (a kept evaluation copy)."""
+        shards, one or more per speaker. A purged speaker's recordings are refused."""
         report = SyncReport()
         by_id = {s.recording_id: s for s in present}
         wanted = set(wanted)
@@ -256,14 +270,14 @@ class FeatureStore:
             raise ValueError(f"wanted recordings that are not present: {sorted(unknown)[:5]}")
         purged = self.purged()
         back = sorted({by_id[r].speaker for r in wanted if by_id[r].speaker in purged})
-        if back and not allow_purged:
+        if back:
             first = purged[back[0]]
             raise PurgedError(
                 f"{self.dataset}: speaker(s) {back} were purged from the feature store {self.root} "
                 f"({first['purged_at']}: {first['reason']}), but their recordings are still in the data folder "
                 f"(e.g. {next(by_id[r].path for r in wanted if by_id[r].speaker == back[0])}). Delete their audio "
-                "upstream, leave them out (dataset.classes / dataset.exclude_speakers), or, to evaluate an erasure, "
-                "point dataset.cache_dir at an evaluation copy kept before the purge."
+                "upstream or leave them out (dataset.classes); to evaluate an erasure, point dataset.cache_dir at "
+                "an evaluation copy of the store kept before the purge (qpae-store … store.action=copy)."
             )
         with self.building():
             stale = self._stale(by_id)
@@ -450,6 +464,11 @@ class FeatureStore:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 with self._db() as db:
                     db.execute("DELETE FROM shards WHERE speaker = ?", (speaker,))
+                    db.execute(
+                        "DELETE FROM split_units WHERE recording_id IN "
+                        "(SELECT recording_id FROM recordings WHERE speaker = ?)",
+                        (speaker,),
+                    )
                     db.execute("DELETE FROM recordings WHERE speaker = ?", (speaker,))
                     db.execute(
                         "INSERT INTO purged VALUES (?,?,?,?)", (speaker, json.dumps(gone), stamp, reason)
@@ -459,6 +478,51 @@ class FeatureStore:
             "purged %s from %s (%d shards)", list(speakers), self.root, sum(len(o["shards"]) for o in out)
         )
         return out
+
+    # --- splits ---------------------------------------------------------------------------
+    def save_split(
+        self,
+        key: str,
+        fingerprint: str,
+        method: str,
+        class_names: Sequence[str],
+        units: Sequence[tuple[str, str, int]],
+        mean: float,
+        std: float,
+    ) -> None:
+        """Keep a split: its fingerprint, classes, every unit's (unit id, recording id, part) and
+        the normalisation of its training windows (the models' input pipeline, kept unchanged by
+        a purge). A split made again under the same key (the data changed) replaces the old one."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._db() as db:
+            db.execute("DELETE FROM split_units WHERE key = ?", (key,))
+            db.execute(
+                "INSERT OR REPLACE INTO splits VALUES (?,?,?,?,?,?,?)",
+                (key, fingerprint, method, json.dumps(list(class_names)), float(mean), float(std), stamp),
+            )
+            db.executemany("INSERT INTO split_units VALUES (?,?,?,?)", [(key, *u) for u in units])
+
+    def load_split(self, key: str) -> dict | None:
+        """A kept split (fingerprint, method, class names, units), or None."""
+        with self._db() as db:
+            head = db.execute(
+                "SELECT fingerprint, method, class_names, mean, std, made_at FROM splits WHERE key = ?",
+                (key,),
+            ).fetchone()
+            if head is None:
+                return None
+            units = db.execute(
+                "SELECT unit, recording_id, part FROM split_units WHERE key = ? ORDER BY rowid", (key,)
+            ).fetchall()
+        return {
+            "fingerprint": head[0],
+            "method": head[1],
+            "class_names": json.loads(head[2]),
+            "mean": head[3],
+            "std": head[4],
+            "made_at": head[5],
+            "units": units,
+        }
 
     # --- reading --------------------------------------------------------------------------
     def _read_table(self, shard: str) -> pa.Table:
