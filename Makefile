@@ -30,6 +30,10 @@ FORGET_INDEX ?=
 DATA_DIR ?=
 # Models per certification ensemble (make certify)
 N       ?= 16
+# make store: what to do with DATASET's feature store, whose speakers to purge, where to copy it
+ACTION  ?= status
+SPEAKERS ?=
+TO      ?=
 # Extra Hydra overrides, e.g. ARGS="trainer.max_epochs=3 seed=1"
 ARGS    ?=
 
@@ -41,7 +45,7 @@ FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn audit certify bench test lint throughput clean
+.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput clean
 
 install: $(VENV)/.installed
 
@@ -51,9 +55,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# purge=false: the demo runs again on the same synthetic voices (a speaker-ID run purges by default)
 demo: install
 	$(PY) -m qpae.cli.pretrain experiment=demo logger=$(LOGGER) overwrite=true $(ARGS)
-	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[spk00]' $(ARGS)
+	$(PY) -m qpae.cli.unlearn experiment=demo logger=$(LOGGER) 'forget=[spk00]' purge=false $(ARGS)
 
 pretrain: install
 	$(PY) -m qpae.cli.pretrain $(CHOICE_ARG) trainer=$(TRAINER) logger=$(LOGGER) $(DATA_ARG) $(ARGS)
@@ -68,6 +73,12 @@ audit: install
 # SCHEDULE= are passed only when you set them, so that they never contradict that run
 certify: install
 	$(PY) -m qpae.cli.certify $(CHOICE_ARG) $(if $(filter-out file,$(origin METHOD)),method=$(METHOD),) $(if $(filter-out file,$(origin SCHEDULE)),schedule=$(SCHEDULE),) trainer=$(TRAINER) certify.n=$(N) $(FORGET_ARG) $(DATA_ARG) $(ARGS)
+
+# the feature store of DATASET (never guessed): ACTION=status|build|purge|copy|migrate|rebuild,
+# SPEAKERS=theo,lucas for purge, TO=folder for copy
+store: install
+	$(if $(DATASET),,$(error make store needs DATASET=<name>: the store of which dataset (never guessed)))
+	$(PY) -m qpae.cli.store dataset=$(DATASET) store.action=$(ACTION) $(if $(SPEAKERS),"store.speakers=['$(subst $(comma),'$(comma)',$(SPEAKERS))']",) $(if $(TO),store.to=$(abspath $(TO)),) $(DATA_ARG) $(ARGS)
 
 bench: install
 	$(PY) -m qpae.cli.bench bench=$(BENCH) $(if $(DATA_DIR),bench_real_data=$(abspath $(DATA_DIR)),) $(ARGS)

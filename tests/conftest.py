@@ -70,6 +70,10 @@ def compose_config(config_name: str, overrides: list[str], root: Path):
         # tests written for fixed epochs (unlearn.epochs=N) pin the paper's schedule; the
         # automatic schedule's tests ask for schedule=auto
         overrides = ["schedule=paper", *overrides]
+    if config_name == "unlearn" and not any(o.startswith("purge=") for o in overrides):
+        # the session's feature store is shared by every test: only the purge tests purge (each in
+        # its own store)
+        overrides = ["purge=false", *overrides]
     return compose(config_name, [f"paths.root={root}", f"paths.output_dir={root}/run", *overrides])
 
 

@@ -246,6 +246,28 @@ class AudioDataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.all_windows.shape)
 
+    @property
+    def label_is_speaker(self) -> bool:
+        """Whether each class is one speaker (speaker ID), so that a class name names a person."""
+        return bool(self.recordings) and all(r.label == (r.speaker or r.label) for r in self.recordings)
+
+    def require_data(self, classes: Sequence[int], purpose: str) -> None:
+        """Refuse, saying why and what to do, when ``purpose`` needs clips of purged classes."""
+        gone = [self.class_names[c] for c in classes if self.class_names[c] in self.purged_classes]
+        if gone:
+            from qpae.data.store import PurgedError
+
+            record = self.store().purged()
+            when = "; ".join(
+                f"{g}: {record[g]['purged_at']} ({record[g]['reason']})" for g in gone if g in record
+            )
+            raise PurgedError(
+                f"{purpose} needs the clips of {gone}, but they were purged from the feature store {self.store().root} "
+                f"({when}). Point dataset.cache_dir at an evaluation copy of the store kept before the purge "
+                f"(qpae-store dataset={self.name} store.action=copy store.to=DIR, run before unlearning, or "
+                "unlearn with purge=false and purge later with qpae-store … store.action=purge)."
+            )
+
     def dataset(
         self, split: str = "train", classes: Sequence[int] | None = None, exclude: Sequence[int] | None = None
     ) -> WindowDataset:

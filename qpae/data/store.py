@@ -555,6 +555,47 @@ class FeatureStore:
         return self._maps[shard]
 
 
+def stores_of(cache_dir: Path, dataset: str) -> list[FeatureStore]:
+    """Every store of ``dataset`` under ``cache_dir``, whatever its feature settings."""
+    root = Path(cache_dir) / "store"
+    out = []
+    for folder in sorted(root.glob(f"{dataset}-*")) if root.is_dir() else []:
+        meta = folder / "store.json"
+        if not meta.is_file():
+            continue
+        found = json.loads(meta.read_text(encoding="utf-8"))
+        if found.get("dataset") == dataset:
+            out.append(FeatureStore(folder, dataset, found["settings"]))
+    return out
+
+
+def purge_everywhere(cache_dirs: Iterable[Path], dataset: str, speakers: Sequence[str], reason: str) -> dict:
+    """Purge ``speakers`` from every store of ``dataset`` in ``cache_dirs`` (every feature
+    setting), and remove the dataset's whole-corpus caches from before the store. A speaker no
+    store holds is an error before anything is deleted. Returns what was deleted (names and
+    sha256 of shards, names of old caches), never content."""
+    from qpae.data import legacy_cache
+
+    dirs = list(dict.fromkeys(Path(d).resolve() for d in cache_dirs))
+    stores = [s for d in dirs for s in stores_of(d, dataset)]
+    held = {s.root: {r["speaker"] for r in s.recordings(None)} for s in stores}
+    nowhere = [sp for sp in speakers if not any(sp in h for h in held.values())]
+    if nowhere:
+        raise StoreError(
+            f"cannot purge {nowhere}: no feature store of {dataset} under {[str(d) for d in dirs]} holds their "
+            "recordings (check the speaker names)"
+        )
+    out = {"speakers": list(speakers), "reason": reason, "stores": [], "legacy_caches_removed": []}
+    for store in stores:
+        mine = [sp for sp in speakers if sp in held[store.root]]
+        if mine:
+            out["stores"].append({"store": str(store.root), "purged": store.purge(mine, reason)})
+    for d in dirs:
+        out["legacy_caches_removed"] += legacy_cache.remove(d, dataset)
+    out["purged_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return out
+
+
 def _stat(path: Path) -> tuple[int, int, str]:
     """Size, mtime and sha256 of a recording; only a regular file is ever opened (a FIFO or a
     device named by a manifest is not: the decoder counts it as unusable)."""
@@ -606,5 +647,7 @@ __all__ = [
     "StoreError",
     "SyncReport",
     "sha256_file",
+    "purge_everywhere",
     "store_path",
+    "stores_of",
 ]

@@ -42,6 +42,7 @@ def run_audit(cfg: DictConfig) -> dict:
         datamodule.class_names,
         {name: f.meta for name, f in files.items() if name != "original"},
     )
+    datamodule.require_data(forget, "the audit")
     models = {name: net_of(f) for name, f in files.items()}
     if cfg.random_init:
         models["random_init"] = random_init_like(cfg.original, cfg.seed)

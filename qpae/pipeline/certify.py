@@ -197,6 +197,7 @@ def plan(cfg: DictConfig) -> dict:
             f"{certified[0]} forgot {certified[1]['request']['forget_class_names']}, not "
             f"{[names[c] for c in request.forget_classes]}"
         )
+    datamodule.require_data(request.all_forgotten, "certification")
     clips = ens.certification_clips(datamodule, request, cfg.certify.retained_clips)
     check_training_samples(request, datamodule)
     for method in methods.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 from pathlib import Path
@@ -11,6 +12,8 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from qpae.checkpoints import json_bytes, read_model, write_atomic
+from qpae.data.store import purge_everywhere
 from qpae.pipeline import latest
 from qpae.pipeline.config import finish_loggers, instantiate_dict, is_rank_zero, log_config
 from qpae.publish import remove_stale_leftovers
@@ -58,6 +61,41 @@ def pretrain_hint() -> str:
     return " ".join(parts)
 
 
+def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict]) -> dict:
+    """Erasure reaches the data: delete the forgotten speakers' features from every feature store
+    of the dataset (this run's cache and the one the original was trained from), then add to each
+    request's receipt what was deleted for its speakers (shard names and sha256, never content)."""
+    artifacts = read_model(source).meta.get("training_artifacts") or {}
+    caches = [datamodule.cache_dir, *([artifacts["feature_cache"]] if artifacts.get("feature_cache") else [])]
+    purged = set(datamodule.store().purged())
+    speakers = [
+        name
+        for report in reports
+        for name in report["request"]["forget_class_names"]
+        if name not in purged  # an earlier run's purge
+    ]
+    record = purge_everywhere(caches, datamodule.name, speakers, reason=f"qpae-unlearn {out_root}")
+    for k, report in enumerate(reports, start=1):
+        mine = set(report["request"]["forget_class_names"])
+        entry = {
+            **{key: record[key] for key in ("reason", "purged_at", "legacy_caches_removed")},
+            "speakers": sorted(mine & set(speakers)),
+            "stores": [
+                {"store": s["store"], "purged": [p for p in s["purged"] if p["speaker"] in mine]}
+                for s in record["stores"]
+            ],
+        }
+        path = out_root / f"request-{k:02d}" / "receipt.json"
+        receipt = json.loads(path.read_text(encoding="utf-8"))
+        write_atomic(path, json_bytes({**receipt, "purge": entry}))
+    log.info(
+        "purged %s from %d feature store(s); their shards are listed in the receipts",
+        speakers,
+        len(record["stores"]),
+    )
+    return record
+
+
 def unlearn(cfg: DictConfig) -> list[dict]:
     """Run the requests of ``cfg`` (``forget``, ``forget_index``, ``requests`` or
     ``requests_index``) in order; each starts from the last one's model."""
@@ -75,11 +113,20 @@ def unlearn(cfg: DictConfig) -> list[dict]:
             f"no pretrained model at {source}; create it with `{pretrain_hint()}` (or point input=... at a model file)"
         )
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
+    purge = cfg.get("purge")
+    if purge not in (None, True, False):
+        raise ValueError(f"purge must be true, false or null (true for speaker ID), got {purge!r}")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if purge is True and not datamodule.label_is_speaker:
+        raise ValueError(
+            f"purge=true deletes the forgotten speakers' features, but the classes of {datamodule.name} are not "
+            "speakers (each holds several people): forget speakers of a speaker-ID dataset, or set purge=false"
+        )
+    purge = datamodule.label_is_speaker if purge is None else purge
     # loggers start with the first trainer, after every check: a refused run leaves no W&B folder
     loggers: list = []
 
@@ -101,6 +148,8 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
     published = (last / "model.pt").is_file()
+    if purge and published and is_rank_zero():
+        purge_forgotten(datamodule, source, out_root, reports)
     if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
         entry = {
             "model": str((last / "model.pt").resolve()),

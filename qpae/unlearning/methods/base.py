@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from qpae.data.windows_dataset import as_batch
 from qpae.unlearning.request import ForgetRequest
 from qpae.unlearning.schedule import Schedule
 
@@ -41,7 +42,8 @@ class TrainingData:
         return self._batches(self.datamodule.dataset("train"), batch_size)
 
     def _batches(self, dataset, batch_size: int | None) -> Iterator[tuple[Tensor, Tensor]]:
-        return iter(DataLoader(dataset, batch_size=batch_size or self.datamodule.batch_size))
+        # the store's views hand out whole batches (WindowDataset.__getitems__), collated already
+        return iter(DataLoader(dataset, batch_size=batch_size or self.datamodule.batch_size, collate_fn=as_batch))
 
 
 class UnlearningMethod:
