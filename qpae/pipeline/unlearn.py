@@ -144,6 +144,7 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         make_trainer,
         out_root,
         pretrain_hint(),
+        purging=purge,
     )
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"

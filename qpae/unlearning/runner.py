@@ -258,6 +258,7 @@ def run_requests(
     make_trainer: Callable[..., L.Trainer],
     output_root: Path,
     how_to_create: str = "make pretrain DATASET=<dataset> MODEL=<model>",
+    purging: bool = False,
 ) -> list[dict]:
     """Serve a sequence of requests in order, each starting from the previous one's model.
 
@@ -282,7 +283,9 @@ def run_requests(
             unlearn_request(current, request, datamodule, make_method(), make_trainer, out, how_to_create)
         )
         current = out / "model.pt"
-    copies = residual_copies(model.meta, datamodule, [input_path, *(o / "model.pt" for o in outputs[:-1])])
+    copies = residual_copies(
+        model.meta, datamodule, [input_path, *(o / "model.pt" for o in outputs[:-1])], purging
+    )
     log.warning(
         "unlearning changed the model, not the copies: until you remove them, these still hold the "
         "forgotten classes' data or recognise them:\n  %s",
@@ -291,14 +294,25 @@ def run_requests(
     return reports
 
 
-def residual_copies(meta: dict, datamodule: AudioDataModule, earlier_models: Sequence[Path]) -> list[str]:
+def residual_copies(
+    meta: dict, datamodule: AudioDataModule, earlier_models: Sequence[Path], purging: bool = False
+) -> list[str]:
     """Places that still hold the forgotten people's data, or a model that recognises them,
-    after an unlearning run: qpae does not delete them (they are the operator's to purge)."""
+    after an unlearning run: qpae does not delete them (they are the operator's to purge) —
+    except the feature stores, when the run purges them."""
     artifacts = meta.get("training_artifacts") or {}
     caches = dict.fromkeys(
         str(Path(c).resolve()) for c in (artifacts.get("feature_cache"), datamodule.cache_dir) if c
     )
-    out = [f"{cache}: the feature cache holds their log-mel features" for cache in caches]
+    out = (
+        []
+        if purging
+        else [
+            f"{cache}: the feature store holds their log-mel features (purge=false; qpae-store … "
+            "store.action=purge deletes them)"
+            for cache in caches
+        ]
+    )
     out += [f"{m}: this model still recognises what later requests forgot" for m in earlier_models]
     if artifacts.get("lightning_checkpoints"):
         out.append(

@@ -32,7 +32,7 @@ def test_forget_one_speaker_writes_safe_model_metrics_and_receipt(make_config, p
         [report] = unlearn(cfg)
     # the user is told which copies still hold the person's data (where the outputs went, and the
     # next commands, are the command line's to print: tests/cli/test_follow_on.py)
-    assert "feature cache holds their log-mel features" in caplog.text
+    assert "feature store holds their log-mel features (purge=false" in caplog.text
     assert "Lightning checkpoints" in caplog.text and str(pretrained) in caplog.text
     out = tmp_path / "run" / "request-01"
     before, after = report["before"], report["after"]

@@ -43,7 +43,9 @@ class TrainingData:
 
     def _batches(self, dataset, batch_size: int | None) -> Iterator[tuple[Tensor, Tensor]]:
         # the store's views hand out whole batches (WindowDataset.__getitems__), collated already
-        return iter(DataLoader(dataset, batch_size=batch_size or self.datamodule.batch_size, collate_fn=as_batch))
+        return iter(
+            DataLoader(dataset, batch_size=batch_size or self.datamodule.batch_size, collate_fn=as_batch)
+        )
 
 
 class UnlearningMethod:
