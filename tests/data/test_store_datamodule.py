@@ -93,3 +93,21 @@ def test_classes_are_chosen_before_any_audio_is_decoded(tmp_path, monkeypatch):
     two = module(manifest, tmp_path / "cache", max_classes=2)
     # ann (most clips) and bob (ties broken by name); only bob was not in the store yet
     assert two.class_names == ["ann", "bob"] and decoded == ["bob"] * 4
+
+
+def test_a_damaged_shard_is_named_with_the_rebuild_command(tmp_path):
+    from qpae.data.store import StoreError
+
+    manifest = write_corpus(tmp_path)
+    dm = module(manifest, tmp_path / "cache")
+    [shard] = dm.store().shards("cy")
+    path = dm.store().shard_dir / shard
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: found when first read
+    path.write_bytes(bytes(data))
+    flipped = module(manifest, tmp_path / "cache")
+    with pytest.raises(StoreError, match=f"{shard} is corrupt.*qpae-store"):
+        _ = flipped.dataset("train").tensors
+    path.write_bytes(bytes(data[:-10]))  # truncated: found before any work
+    with pytest.raises(StoreError, match=f"{shard} is corrupt"):
+        module(manifest, tmp_path / "cache")
