@@ -1,7 +1,8 @@
-"""Throughput benchmark: feature pipeline (decode + log-mel) and training on cached features.
+"""Throughput benchmark: feature pipeline (decode + log-mel into the store) and training.
 
-Compares a Lightning epoch with a plain PyTorch loop over the same cached tensors, so that the
-data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``
+Compares a Lightning epoch with a plain PyTorch loop over the same data, and a plain loop fed by
+the feature store (memory-mapped shards) with one fed by the same windows held in RAM as tensors
+(what qpae did before the store), so that the data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``
 (``qpae-throughput``; settings in ``conf/throughput.yaml``).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 from qpae.data.fsdd import FSDDDataModule
 from qpae.models.classifier import ClassifierModule
@@ -51,12 +53,12 @@ def feature_pipeline(data_dir: Path) -> dict:
     }
 
 
-def plain_loop(model: str, dm, steps: int, warmup: int) -> float:
+def plain_loop(model: str, dm, steps: int, warmup: int, loader=None) -> float:
     torch.manual_seed(0)
     net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     net.train()
-    loader, n, start = dm.train_dataloader(), 0, None
+    loader, n, start = loader or dm.train_dataloader(), 0, None
     for i, (x, y) in enumerate(loader):
         if i == steps:
             break
@@ -100,6 +102,14 @@ def measure(data_dir: str | Path, model: str = "resnet18", steps: int = 25, warm
         dm.setup()
         plain = plain_loop(model, dm, steps, warmup)
         light = lightning_loop(model, dm, steps, warmup)
+        x, y = dm.dataset("train").tensors  # the training windows in RAM, as before the store
+        in_ram = DataLoader(
+            TensorDataset(x, y),
+            batch_size=dm.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(dm.order_seed),
+        )
+        ram = plain_loop(model, dm, steps, warmup, loader=in_ram)
     report["training"] = {
         "model": model,
         "batch_size": dm.batch_size,
@@ -107,5 +117,7 @@ def measure(data_dir: str | Path, model: str = "resnet18", steps: int = 25, warm
         "plain_samples_per_s": round(plain, 1),
         "lightning_samples_per_s": round(light, 1),
         "lightning_vs_plain": round(light / plain, 3),
+        "in_ram_samples_per_s": round(ram, 1),
+        "store_vs_in_ram": round(plain / ram, 3),
     }
     return report
