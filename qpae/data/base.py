@@ -222,7 +222,7 @@ class AudioDataModule(L.LightningDataModule):
             # One scalar mean/std from the training windows only (no test statistics leak in),
             # kept with the split: a purge changes neither the parts nor the normalisation.
             self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
-            self._keep_split(store, stored["ids"], unit_ids)
+            self._keep_split(store, stored["ids"], unit_ids, stored["sources"])
         else:
             self.mean, self.std = stored["split"]["mean"], stored["split"]["std"]
         self.all_windows.mean, self.all_windows.std = self.mean, self.std
@@ -476,10 +476,15 @@ class AudioDataModule(L.LightningDataModule):
         """This dataset's feature store under these feature settings (opened once)."""
         if getattr(self, "_store", None) is None:
             legacy_cache.refuse(self.cache_dir, self.name)
-            self._store = FeatureStore(
-                store_path(self.cache_dir, self.name, self._settings()), self.name, self._settings()
-            )
+            # one store per data folder: recording ids are paths within it
+            settings = {**self._settings(), "data_dir": self.store_folder}
+            self._store = FeatureStore(store_path(self.cache_dir, self.name, settings), self.name, settings)
         return self._store
+
+    @property
+    def store_folder(self) -> str:
+        """The data folder the store's recording ids are relative to."""
+        return str(self.data_dir.resolve())
 
     def sources(self, recordings: list[Recording]) -> list[Source]:
         """The store's view of recordings: an id (the path within the data folder) and a shard
@@ -493,7 +498,9 @@ class AudioDataModule(L.LightningDataModule):
             out.append(Source(rid, r.path, r.speaker or r.label, r.label))
         return out
 
-    def _keep_split(self, store: FeatureStore, ids: list[str], unit_ids: list[str]) -> None:
+    def _keep_split(
+        self, store: FeatureStore, ids: list[str], unit_ids: list[str], sources: list[tuple[str, str]]
+    ) -> None:
         part_of = {}
         for p, name in enumerate(SPLITS):
             part_of.update(dict.fromkeys(getattr(self.split, name), p))
@@ -507,6 +514,7 @@ class AudioDataModule(L.LightningDataModule):
             units,
             self.mean,
             self.std,
+            sources,
         )
 
     def _kept_split(self, saved: dict, ids: list[str], windows: np.ndarray) -> Split:
@@ -548,9 +556,16 @@ class AudioDataModule(L.LightningDataModule):
         purged = set(store.purged())
         entry = self._from_kept_split(store, recordings, sources, purged)
         if entry is None:
-            chosen, names = self._choose(store, recordings, sources)
+            chosen, names, usable = self._choose(store, recordings, sources)
             by_id = {r["recording_id"]: r for r in store.recordings(None)}
-            entry = {"chosen": chosen, "class_names": names, "split": None, "by_id": by_id}
+            entry = {
+                "chosen": chosen,
+                "class_names": names,
+                "split": None,
+                "by_id": by_id,
+                # what the classes were chosen from: a kept split stands while this is unchanged
+                "sources": [(sources[i].recording_id, sources[i].speaker) for i in usable],
+            }
         chosen, by_id = entry.pop("chosen"), entry.pop("by_id")
         self._stored_entry = {
             **entry,
@@ -569,22 +584,20 @@ class AudioDataModule(L.LightningDataModule):
         saved = store.load_split(self._split_key())
         if saved is None:
             return None
-        names = set(saved["class_names"])
         by_id = {r["recording_id"]: r for r in store.recordings(None)}
         kept_ids = {rid for _, rid, _ in saved["units"]}
         present = {
             s.recording_id
-            for s, r in zip(sources, recordings, strict=True)
-            if r.label in names
-            and s.speaker not in purged
-            and by_id.get(s.recording_id, {}).get("status") != "bad"
+            for s in sources
+            if s.speaker not in purged and by_id.get(s.recording_id, {}).get("status") != "bad"
         }
-        if present != kept_ids:
+        if present != saved["sources"]:  # every class's recordings: a new class may be chosen
             log.info(
-                "%s: the recordings differ from those of the kept split (%d new, %d gone): splitting again",
+                "%s: the recordings differ from those the kept split was made from (%d new, %d gone): "
+                "splitting again",
                 self.name,
-                len(present - kept_ids),
-                len(kept_ids - present),
+                len(present - saved["sources"]),
+                len(saved["sources"] - present),
             )
             return None
         chosen = [i for i, s in enumerate(sources) if s.recording_id in kept_ids]
@@ -593,9 +606,15 @@ class AudioDataModule(L.LightningDataModule):
         if any(by_id[sources[i].recording_id]["status"] != "ok" for i in chosen):
             return None  # a recording changed on disk and no longer decodes
         self.split_by_used = saved["method"]
-        return {"chosen": chosen, "class_names": saved["class_names"], "split": saved, "by_id": by_id}
+        return {
+            "chosen": chosen,
+            "class_names": saved["class_names"],
+            "split": saved,
+            "by_id": by_id,
+            "sources": [],
+        }
 
-    def _choose(self, store, recordings, sources) -> tuple[list[int], list[str]]:
+    def _choose(self, store, recordings, sources) -> tuple[list[int], list[str], list[int]]:
         """Choose the classes from the recording list and the store's index of unusable
         recordings, make the store hold the chosen classes' recordings (decoding only what it
         lacks), and choose again if newly found unusable recordings changed the counts."""
@@ -628,7 +647,7 @@ class AudioDataModule(L.LightningDataModule):
         self._report_bad(
             [by_id[sources[i].recording_id]["reason"] for i in considered if i not in stored], len(considered)
         )
-        return chosen, names
+        return chosen, names, usable
 
     def _sync(self, store: FeatureStore, sources: list[Source], wanted: list[str]) -> None:
         report = store.sync(sources, wanted, self._decode_one, self.decode_threads)

@@ -135,6 +135,10 @@ CREATE TABLE IF NOT EXISTS split_units (
     key TEXT NOT NULL, unit TEXT NOT NULL, recording_id TEXT NOT NULL, part INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS split_units_key ON split_units (key);
+CREATE TABLE IF NOT EXISTS split_sources (
+    key TEXT NOT NULL, recording_id TEXT NOT NULL, speaker TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS split_sources_key ON split_sources (key);
 CREATE INDEX IF NOT EXISTS split_units_recording ON split_units (recording_id);
 """
 
@@ -469,6 +473,7 @@ class FeatureStore:
                         "(SELECT recording_id FROM recordings WHERE speaker = ?)",
                         (speaker,),
                     )
+                    db.execute("DELETE FROM split_sources WHERE speaker = ?", (speaker,))
                     db.execute("DELETE FROM recordings WHERE speaker = ?", (speaker,))
                     db.execute(
                         "INSERT INTO purged VALUES (?,?,?,?)", (speaker, json.dumps(gone), stamp, reason)
@@ -489,10 +494,12 @@ class FeatureStore:
         units: Sequence[tuple[str, str, int]],
         mean: float,
         std: float,
+        sources: Sequence[tuple[str, str]] = (),
     ) -> None:
         """Keep a split: its fingerprint, classes, every unit's (unit id, recording id, part) and
         the normalisation of its training windows (the models' input pipeline, kept unchanged by
-        a purge). A split made again under the same key (the data changed) replaces the old one."""
+        a purge), and ``sources``: every usable (recording id, speaker) the classes were chosen
+        from. A split made again under the same key (the data changed) replaces the old one."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._db() as db:
             db.execute("DELETE FROM split_units WHERE key = ?", (key,))
@@ -501,6 +508,8 @@ class FeatureStore:
                 (key, fingerprint, method, json.dumps(list(class_names)), float(mean), float(std), stamp),
             )
             db.executemany("INSERT INTO split_units VALUES (?,?,?,?)", [(key, *u) for u in units])
+            db.execute("DELETE FROM split_sources WHERE key = ?", (key,))
+            db.executemany("INSERT INTO split_sources VALUES (?,?,?)", [(key, *src) for src in sources])
 
     def load_split(self, key: str) -> dict | None:
         """A kept split (fingerprint, method, class names, units), or None."""
@@ -514,6 +523,9 @@ class FeatureStore:
             units = db.execute(
                 "SELECT unit, recording_id, part FROM split_units WHERE key = ? ORDER BY rowid", (key,)
             ).fetchall()
+            sources = {
+                r[0] for r in db.execute("SELECT recording_id FROM split_sources WHERE key = ?", (key,))
+            }
         return {
             "fingerprint": head[0],
             "method": head[1],
@@ -522,6 +534,7 @@ class FeatureStore:
             "std": head[4],
             "made_at": head[5],
             "units": units,
+            "sources": sources,
         }
 
     # --- reading --------------------------------------------------------------------------
@@ -562,8 +575,9 @@ class FeatureStore:
         return self._maps[shard]
 
 
-def stores_of(cache_dir: Path, dataset: str) -> list[FeatureStore]:
-    """Every store of ``dataset`` under ``cache_dir``, whatever its feature settings."""
+def stores_of(cache_dir: Path, dataset: str, data_dir: str | None = None) -> list[FeatureStore]:
+    """Every store of ``dataset`` under ``cache_dir`` (of one data folder, if given), whatever
+    its feature settings."""
     root = Path(cache_dir) / "store"
     out = []
     for folder in sorted(root.glob(f"{dataset}-*")) if root.is_dir() else []:
@@ -571,20 +585,22 @@ def stores_of(cache_dir: Path, dataset: str) -> list[FeatureStore]:
         if not meta.is_file():
             continue
         found = json.loads(meta.read_text(encoding="utf-8"))
-        if found.get("dataset") == dataset:
+        if found.get("dataset") == dataset and data_dir in (None, found["settings"].get("data_dir")):
             out.append(FeatureStore(folder, dataset, found["settings"]))
     return out
 
 
-def purge_everywhere(cache_dirs: Iterable[Path], dataset: str, speakers: Sequence[str], reason: str) -> dict:
-    """Purge ``speakers`` from every store of ``dataset`` in ``cache_dirs`` (every feature
-    setting), and remove the dataset's whole-corpus caches from before the store. A speaker no
+def purge_everywhere(
+    cache_dirs: Iterable[Path], dataset: str, data_dir: str, speakers: Sequence[str], reason: str
+) -> dict:
+    """Purge ``speakers`` from every store of ``dataset``'s folder ``data_dir`` in ``cache_dirs``
+    (every feature setting), and remove the dataset's whole-corpus caches from before the store. A speaker no
     store holds is an error before anything is deleted. Returns what was deleted (names and
     sha256 of shards, names of old caches), never content."""
     from qpae.data import legacy_cache
 
     dirs = list(dict.fromkeys(Path(d).resolve() for d in cache_dirs))
-    stores = [s for d in dirs for s in stores_of(d, dataset)]
+    stores = [s for d in dirs for s in stores_of(d, dataset, data_dir)]
     held = {s.root: {r["speaker"] for r in s.recordings(None)} for s in stores}
     nowhere = [sp for sp in speakers if not any(sp in h for h in held.values())]
     if nowhere:

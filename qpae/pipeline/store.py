@@ -31,7 +31,7 @@ def _speakers(value) -> list[str]:
 def status(datamodule) -> dict:
     """Every store of the dataset under its cache folder, and old whole-corpus caches."""
     out = {"cache_dir": str(datamodule.cache_dir), "stores": [], "legacy_caches": []}
-    for store in stores_of(datamodule.cache_dir, datamodule.name):
+    for store in stores_of(datamodule.cache_dir, datamodule.name, datamodule.store_folder):
         rows = store.recordings(None)
         shards = store.shards()
         out["stores"].append(
@@ -70,7 +70,9 @@ def run(cfg: DictConfig) -> dict:
     if action == "status":
         return status(datamodule)
     if action == "purge":
-        return purge_everywhere([datamodule.cache_dir], datamodule.name, speakers, str(cfg.store.reason))
+        return purge_everywhere(
+            [datamodule.cache_dir], datamodule.name, datamodule.store_folder, speakers, str(cfg.store.reason)
+        )
     if action == "migrate":
         removed = legacy_cache.remove(datamodule.cache_dir, datamodule.name)
         return {"legacy_caches_removed": removed, **build(datamodule)}

@@ -74,7 +74,9 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
         for name in report["request"]["forget_class_names"]
         if name not in purged  # an earlier run's purge
     ]
-    record = purge_everywhere(caches, datamodule.name, speakers, reason=f"qpae-unlearn {out_root}")
+    record = purge_everywhere(
+        caches, datamodule.name, datamodule.store_folder, speakers, reason=f"qpae-unlearn {out_root}"
+    )
     for k, report in enumerate(reports, start=1):
         mine = set(report["request"]["forget_class_names"])
         entry = {

@@ -138,7 +138,16 @@ def test_make_pretrain_then_unlearn_with_no_dataset_or_model(tmp_path, feature_c
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = tmp_path / "checkpoints" / "synthetic_speakers" / "small_cnn" / "pretrained.pt"
     assert f"pretrained model: {model}" in proc.stdout and "test accuracy" in proc.stdout
-    unlearn = [sys.executable, "-m", "qpae.cli.unlearn", *common, "forget=[spk01]", "unlearn.epochs=1"]
+    # purge=false: the session's shared store must keep spk01 for the other tests
+    unlearn = [
+        sys.executable,
+        "-m",
+        "qpae.cli.unlearn",
+        *common,
+        "forget=[spk01]",
+        "unlearn.epochs=1",
+        "purge=false",
+    ]
     proc = subprocess.run(
         [*unlearn, f"hydra.run.dir={tmp_path}/u", "trainer.enable_progress_bar=false"],
         env=env,

@@ -9,7 +9,7 @@ import hydra
 import pytest
 
 from qpae.checkpoints import build_net, read_model, save_model
-from qpae.data.store import PurgedError, stores_of
+from qpae.data.store import PurgedError
 from qpae.pipeline.audit import run_audit
 from qpae.pipeline.config import compose
 from qpae.pipeline.store import run as store_run
@@ -42,7 +42,7 @@ def own_store(tmp_path, feature_cache, synthetic_root, pretrained):
 
 def test_unlearning_a_speaker_purges_their_features_and_the_receipt_lists_the_shards(tmp_path, own_store):
     cache, original, base = own_store
-    [store] = stores_of(cache, "synthetic_speakers")
+    store = hydra.utils.instantiate(compose("unlearn", base).dataset).store()
     theirs = store.shards("spk00")
     assert theirs
     # an evaluation copy, kept before the purge (guarded by its owner)
