@@ -317,6 +317,7 @@ def test_ddp_unlearning_matches_single_process(make_config, tmp_path, feature_ca
         "requests=[[spk02],[spk03]]",
         "method=finetune",
         "unlearn.epochs=0",  # the same weights in both runs: only the measurement is compared
+        "purge=false",  # the session's shared store keeps spk02 and spk03 for the single-process run
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
