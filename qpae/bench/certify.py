@@ -110,6 +110,9 @@ def check_spec(spec: dict, datasets: dict) -> None:
             f"{spec.get('datasets')} (unknown: {unknown}) and methods {spec.get('methods')}"
         )
     ens.check_members(spec.get("n"))
+    unknown = sorted(set(spec.get("noise_floor_datasets", [])) - set(spec["datasets"]))
+    if unknown:
+        raise ValueError(f"bench.certify.noise_floor_datasets must be certified datasets; unknown: {unknown}")
     floor = spec.get("noise_floor_n")
     if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int) or floor < 8):
         raise ValueError(
@@ -127,7 +130,7 @@ def certify_all(runner, spec: dict) -> tuple[list[dict], list[dict]]:
             # the bench's names win over the certificate's fields of those names (descriptions)
             body = certify_method(runner, dataset, method, spec)
             out.append({**body, "dataset": dataset, "method": method})
-        if spec.get("noise_floor_n"):
+        if spec.get("noise_floor_n") and dataset in spec.get("noise_floor_datasets", spec["datasets"]):
             log.info("noise floor %s (N up to %d)", dataset, spec["noise_floor_n"])
             floors.append(noise_floor(runner, dataset, spec))
     return out, floors

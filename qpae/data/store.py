@@ -606,7 +606,7 @@ def purge_everywhere(
     if nowhere:
         raise StoreError(
             f"cannot purge {nowhere}: no feature store of {dataset} under {[str(d) for d in dirs]} holds their "
-            "recordings (check the speaker names)"
+            f"recordings (they hold: {sorted(set().union(*held.values()))[:20]})"
         )
     out = {"speakers": list(speakers), "reason": reason, "stores": [], "legacy_caches_removed": []}
     for store in stores:

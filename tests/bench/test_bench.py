@@ -485,6 +485,7 @@ def test_a_profile_without_cells_writes_a_header_only_csv(tmp_path):
         ({"n": "16"}, "whole number"),
         ({"noise_floor_n": 4}, "noise_floor_n"),
         ({"noise_floor_n": True}, "noise_floor_n"),
+        ({"noise_floor_datasets": ["other"]}, "noise_floor_datasets"),
     ],
 )
 def test_a_bad_certify_section_fails_before_any_cell(change, message):
