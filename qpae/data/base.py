@@ -249,7 +249,7 @@ class AudioDataModule(L.LightningDataModule):
     @property
     def label_is_speaker(self) -> bool:
         """Whether each class is one speaker (speaker ID), so that a class name names a person."""
-        return bool(self.recordings) and all(r.label == (r.speaker or r.label) for r in self.recordings)
+        return bool(self.recordings) and all(r.speaker and r.label == r.speaker for r in self.recordings)
 
     def require_data(self, classes: Sequence[int], purpose: str) -> None:
         """Refuse, saying why and what to do, when ``purpose`` needs clips of purged classes."""
@@ -541,6 +541,9 @@ class AudioDataModule(L.LightningDataModule):
             "classes": self.classes,
             "max_classes": self.max_classes,
             "min_per_class": self.min_per_class,
+            # what the labels are: FSDD by speaker or by digit, a manifest's own labels
+            "labels": getattr(self, "label", None),
+            "manifest": str(getattr(self, "manifest", "")),
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -601,11 +604,26 @@ class AudioDataModule(L.LightningDataModule):
             )
             return None
         chosen = [i for i, s in enumerate(sources) if s.recording_id in kept_ids]
+        names = set(saved["class_names"])
+        if any(recordings[i].label not in names for i in chosen):
+            log.info("%s: a recording of the kept split has a new label: splitting again", self.name)
+            return None
         self._sync(store, sources, [sources[i].recording_id for i in chosen])
         by_id = {r["recording_id"]: r for r in store.recordings(None)}
         if any(by_id[sources[i].recording_id]["status"] != "ok" for i in chosen):
             return None  # a recording changed on disk and no longer decodes
         self.split_by_used = saved["method"]
+        considered = [
+            s
+            for s, r in zip(sources, recordings, strict=True)
+            if r.label in names and s.speaker not in purged
+        ]
+        bad = [
+            by_id[s.recording_id]["reason"]
+            for s in considered
+            if by_id.get(s.recording_id, {}).get("status") == "bad"
+        ]
+        self._report_bad(bad, len(considered))
         return {
             "chosen": chosen,
             "class_names": saved["class_names"],

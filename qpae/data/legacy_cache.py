@@ -14,7 +14,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PATTERN = re.compile(r"^(?P<dataset>.+)-[0-9a-f]{20}\.pt$")
+PATTERN = re.compile(r"(?P<dataset>.+)-[0-9a-f]{20}\.pt")
 
 
 class LegacyCacheError(RuntimeError):
@@ -28,7 +28,7 @@ def find(cache_dir: Path, dataset: str | None = None) -> list[Path]:
         return []
     out = []
     for path in sorted(cache_dir.iterdir()):
-        match = PATTERN.match(path.name)
+        match = PATTERN.fullmatch(path.name)
         if match and path.is_file() and (dataset is None or match["dataset"] == dataset):
             out.append(path)
     return out

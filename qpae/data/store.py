@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import tempfile
@@ -170,6 +171,11 @@ class FeatureStore:
         expected = {"version": STORE_VERSION, "dataset": dataset, "settings": settings}
         if meta.is_file():
             found = json.loads(meta.read_text(encoding="utf-8"))
+            if found.get("version") != STORE_VERSION:
+                raise StoreError(
+                    f"feature store {self.root} has layout version {found.get('version')}, this qpae reads "
+                    f"{STORE_VERSION}. Rebuild it: {REBUILD}"
+                )
             if found != json.loads(json.dumps(expected)):
                 raise StoreError(
                     f"feature store {self.root} was built for {found.get('dataset')!r} with other settings "
@@ -193,6 +199,9 @@ class FeatureStore:
         db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "PRAGMA secure_delete=ON"
+            )  # a purged row's bytes are overwritten, not left in free pages
             with db:  # one transaction
                 yield db
         finally:
@@ -272,18 +281,9 @@ class FeatureStore:
         unknown = wanted - set(by_id)
         if unknown:
             raise ValueError(f"wanted recordings that are not present: {sorted(unknown)[:5]}")
-        purged = self.purged()
-        back = sorted({by_id[r].speaker for r in wanted if by_id[r].speaker in purged})
-        if back:
-            first = purged[back[0]]
-            raise PurgedError(
-                f"{self.dataset}: speaker(s) {back} were purged from the feature store {self.root} "
-                f"({first['purged_at']}: {first['reason']}), but their recordings are still in the data folder "
-                f"(e.g. {next(by_id[r].path for r in wanted if by_id[r].speaker == back[0])}). Delete their audio "
-                "upstream or leave them out (dataset.classes); to evaluate an erasure, point dataset.cache_dir at "
-                "an evaluation copy of the store kept before the purge (qpae-store … store.action=copy)."
-            )
+        self._refuse_purged(by_id, wanted)  # before any work
         with self.building():
+            self._refuse_purged(by_id, wanted)  # and again: a purge may have run while this one waited
             stale = self._stale(by_id)
             if stale:
                 report.removed = len(stale)
@@ -297,14 +297,32 @@ class FeatureStore:
                 report.decode_s = time.perf_counter() - t0
         return report
 
+    def _refuse_purged(self, by_id: dict[str, Source], wanted: set[str]) -> None:
+        purged = self.purged()
+        back = sorted({by_id[r].speaker for r in wanted if by_id[r].speaker in purged})
+        if back:
+            first = purged[back[0]]
+            raise PurgedError(
+                f"{self.dataset}: speaker(s) {back} were purged from the feature store {self.root} "
+                f"({first['purged_at']}: {first['reason']}), but their recordings are still in the data folder "
+                f"(e.g. {next(by_id[r].path for r in wanted if by_id[r].speaker == back[0])}). Delete their audio "
+                "upstream or leave them out (dataset.classes); to evaluate an erasure, point dataset.cache_dir at "
+                "an evaluation copy of the store kept before the purge (qpae-store … store.action=copy)."
+            )
+
     def _stale(self, by_id: dict[str, Source]) -> list[str]:
-        """Recording ids in the index that are gone from the data folder or changed on disk."""
+        """Recording ids in the index that are gone from the data folder, changed on disk, or
+        now given to another speaker (their features sit in the old speaker's shard). A label is
+        a view of a recording (FSDD by speaker or by digit share one store): it never makes a
+        recording stale; the index keeps the label it was first stored with."""
         with self._db() as db:
-            rows = db.execute("SELECT recording_id, path, size, mtime_ns FROM recordings").fetchall()
+            rows = db.execute(
+                "SELECT recording_id, speaker, label, size, mtime_ns FROM recordings"
+            ).fetchall()
         stale = []
-        for rid, _path, size, mtime in rows:
+        for rid, speaker, _label, size, mtime in rows:
             src = by_id.get(rid)
-            if src is None:
+            if src is None or src.speaker != speaker:  # gone, or now someone else's (their shard holds it)
                 stale.append(rid)
                 continue
             try:
@@ -317,19 +335,19 @@ class FeatureStore:
         return stale
 
     def _drop(self, recording_ids: list[str]) -> int:
-        """Remove recordings from the index; rewrite the shards that held them without them."""
+        """Remove recordings from the index, and every kept split made from any of them; rewrite
+        the shards that held them without them, one shard per transaction (a kill between two
+        leaves every shard either old and fully indexed, or new and fully indexed)."""
         drop = set(recording_ids)
         with self._db() as db:
-            marks = ",".join("?" * len(drop))
-            touched = sorted(
-                {
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT DISTINCT shard FROM recordings WHERE shard IS NOT NULL AND recording_id IN ({marks})",
-                        tuple(drop),
-                    )
-                }
-            )
+            _temp_ids(db, drop)
+            touched = [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT shard FROM recordings WHERE shard IS NOT NULL "
+                    "AND recording_id IN (SELECT id FROM temp_ids) ORDER BY shard"
+                )
+            ]
         deleted = 0
         for shard in touched:
             table = self._read_table(shard)
@@ -338,18 +356,28 @@ class FeatureStore:
             speaker = self.shards()[shard]["speaker"]
             new = self._write_shard(speaker, kept) if kept.num_rows else None
             with self._db() as db:
+                _temp_ids(db, drop)
                 db.execute(
-                    f"DELETE FROM recordings WHERE recording_id IN ({','.join('?' * len(drop))})", tuple(drop)
+                    "DELETE FROM recordings WHERE shard = ? AND recording_id IN (SELECT id FROM temp_ids)",
+                    (shard,),
                 )
                 db.execute("DELETE FROM shards WHERE name = ?", (shard,))
                 if new is not None:
                     self._register(db, new, speaker, kept)
-            self._unlink_shard(shard)
+            self._unlink_shard(shard)  # unregistered now: a kill here leaves a leftover, removed later
             deleted += 1
-        with self._db() as db:  # recordings that had no shard (unusable ones)
-            db.execute(
-                f"DELETE FROM recordings WHERE recording_id IN ({','.join('?' * len(drop))})", tuple(drop)
-            )
+        with self._db() as db:  # recordings that had no shard (unusable ones), and stale splits
+            _temp_ids(db, drop)
+            db.execute("DELETE FROM recordings WHERE recording_id IN (SELECT id FROM temp_ids)")
+            keys = [
+                (k,)
+                for (k,) in db.execute(
+                    "SELECT DISTINCT key FROM split_units WHERE recording_id IN (SELECT id FROM temp_ids) "
+                    "UNION SELECT DISTINCT key FROM split_sources WHERE recording_id IN (SELECT id FROM temp_ids)"
+                )
+            ]
+            for table in ("split_sources", "split_units", "splits"):
+                db.executemany(f"DELETE FROM {table} WHERE key = ?", keys)
         return deleted
 
     def _add(self, sources: list[Source], decode, threads: int, report: SyncReport) -> None:
@@ -361,8 +389,8 @@ class FeatureStore:
         with ThreadPoolExecutor(max(1, threads)) as pool:
             for speaker in sorted(by_speaker):
                 group = by_speaker[speaker]
-                stats = [_stat(s.path) for s in group]
-                decoded = list(pool.map(decode, group))
+                both = list(pool.map(lambda src: (decode(src), _stat(src.path)), group))
+                decoded, stats = [b[0] for b in both], [b[1] for b in both]
                 ok = [
                     (s, d)
                     for s, d in zip(group, decoded, strict=True)
@@ -446,6 +474,35 @@ class FeatureStore:
                 log.info("removing a killed build's leftover %s", path)
                 path.unlink(missing_ok=True)
 
+    def record_purges(self, purged: dict[str, dict]) -> None:
+        """Carry purge records (:meth:`purged`) into this store: a rebuilt store still refuses
+        the speakers purged from the one it replaces."""
+        with self._db() as db:
+            db.executemany(
+                "INSERT INTO purged VALUES (?,?,?,?)",
+                [(k, json.dumps(v["shards"]), v["purged_at"], v["reason"]) for k, v in purged.items()],
+            )
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of this store at ``target`` (shards, and the index through SQLite's
+        online backup), made while no builder changes it."""
+        with self.building():
+            shutil.copytree(
+                self.root, target, ignore=shutil.ignore_patterns(".lock", "*.tmp", "index.sqlite*")
+            )
+            src = sqlite3.connect(self.root / "index.sqlite")
+            dst = sqlite3.connect(target / "index.sqlite")
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+
+    def release(self) -> None:
+        """Drop this process's memory maps (e.g. after another object purged shards)."""
+        self._maps.clear()
+        self._verified.clear()
+
     # --- erasure --------------------------------------------------------------------------
     def purge(self, speakers: Sequence[str], reason: str) -> list[dict]:
         """Delete every shard and index row of ``speakers``; record the purge (shard names and
@@ -463,9 +520,9 @@ class FeatureStore:
             for speaker in speakers:
                 shards = self.shards(speaker)
                 gone = [{"shard": name, "sha256": info["sha256"]} for name, info in sorted(shards.items())]
-                for name in shards:
-                    self._unlink_shard(name)
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                # the index first, in one transaction (rows gone, purge recorded), then the files: a
+                # kill in between leaves unregistered shards, which the next build removes
                 with self._db() as db:
                     db.execute("DELETE FROM shards WHERE speaker = ?", (speaker,))
                     db.execute(
@@ -478,7 +535,11 @@ class FeatureStore:
                     db.execute(
                         "INSERT INTO purged VALUES (?,?,?,?)", (speaker, json.dumps(gone), stamp, reason)
                     )
+                for name in shards:
+                    self._unlink_shard(name)
                 out.append({"speaker": speaker, "shards": gone})
+            with self._db() as db:  # the write-ahead log holds the deleted rows until checkpointed
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info(
             "purged %s from %s (%d shards)", list(speakers), self.root, sum(len(o["shards"]) for o in out)
         )
@@ -501,7 +562,7 @@ class FeatureStore:
         a purge), and ``sources``: every usable (recording id, speaker) the classes were chosen
         from. A split made again under the same key (the data changed) replaces the old one."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self._db() as db:
+        with self.building(), self._db() as db:  # a copy (qpae-store copy) never sees half a split
             db.execute("DELETE FROM split_units WHERE key = ?", (key,))
             db.execute(
                 "INSERT OR REPLACE INTO splits VALUES (?,?,?,?,?,?,?)",
@@ -548,8 +609,14 @@ class FeatureStore:
         """Each shard exists with the size the index holds and (``content``) its sha256: the
         content once per process and shard, when it is first read (a data module checks sizes
         before any work, and each DDP process hashes only the shards it reads)."""
-        info = self.shards()
-        for shard in sorted(set(shards) - self._verified):
+        todo = sorted(set(shards) - self._verified)
+        with self._db() as db:
+            info = {}
+            for shard in todo:
+                row = db.execute("SELECT bytes, sha256 FROM shards WHERE name = ?", (shard,)).fetchone()
+                if row is not None:
+                    info[shard] = {"bytes": row[0], "sha256": row[1]}
+        for shard in todo:
             path = self.shard_dir / shard
             expected = info.get(shard)
             if expected is None or not path.is_file():
@@ -617,6 +684,13 @@ def purge_everywhere(
         out["legacy_caches_removed"] += legacy_cache.remove(d, dataset)
     out["purged_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return out
+
+
+def _temp_ids(db, ids: Iterable[str]) -> None:
+    """A connection's temporary table of recording ids (no limit on their number, unlike ``IN (?, …)``)."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS temp_ids (id TEXT PRIMARY KEY)")
+    db.execute("DELETE FROM temp_ids")
+    db.executemany("INSERT OR IGNORE INTO temp_ids VALUES (?)", [(i,) for i in ids])
 
 
 def _stat(path: Path) -> tuple[int, int, str]:

@@ -78,12 +78,14 @@ def run(cfg: DictConfig) -> dict:
         return {"legacy_caches_removed": removed, **build(datamodule)}
     if action == "rebuild":
         legacy_cache.refuse(datamodule.cache_dir, datamodule.name)
-        root = datamodule.store().root
-        with datamodule.store().building():
-            for path in sorted(root.iterdir()):
+        old = datamodule.store()
+        purged = old.purged()  # the rebuilt store must still refuse them
+        with old.building():
+            for path in sorted(old.root.iterdir()):
                 if path.name != ".lock":
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         datamodule._store = None  # opened afresh: an empty store of these settings
+        datamodule.store().record_purges(purged)
         return build(datamodule)
     if action == "copy":
         store = datamodule.store()
@@ -92,8 +94,7 @@ def run(cfg: DictConfig) -> dict:
             raise FileExistsError(
                 f"{target} exists: choose another store.to (a copy is never merged into another)"
             )
-        with store.building():  # no builder changes it while it is copied
-            shutil.copytree(store.root, target, ignore=shutil.ignore_patterns(".lock", "*.tmp"))
+        store.copy_to(target)
         log.warning("%s is a copy of every speaker's features: keep it guarded, delete it when done", target)
         return {
             "copied": str(store.root),

@@ -77,6 +77,7 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
     record = purge_everywhere(
         caches, datamodule.name, datamodule.store_folder, speakers, reason=f"qpae-unlearn {out_root}"
     )
+    datamodule.store().release()  # this process's maps of the deleted shards
     for k, report in enumerate(reports, start=1):
         mine = set(report["request"]["forget_class_names"])
         entry = {

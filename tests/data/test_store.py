@@ -181,3 +181,57 @@ def test_a_second_builder_waits_for_the_first_or_fails_clearly(tmp_path):
     # the holder is gone (killed): its lock is free again
     store = FeatureStore(tmp_path / "store", "toy", SETTINGS, lock_timeout_s=5)
     assert store.sync(sources(tmp_path), ["ann-0.wav"], decode).added == 1
+
+
+def test_a_recording_given_to_another_speaker_leaves_the_old_speakers_shard(tmp_path):
+    src = sources(tmp_path)
+    store = open_store(tmp_path)
+    store.sync(src, [s.recording_id for s in src], decode)
+    moved = [
+        Source(s.recording_id, s.path, "bob", "bob") if s.recording_id == "ann-0.wav" else s for s in src
+    ]
+    report = store.sync(moved, [s.recording_id for s in moved], decode)
+    assert report.removed == 1 and report.added == 1
+    [row] = [r for r in store.recordings() if r["recording_id"] == "ann-0.wav"]
+    assert row["speaker"] == "bob" and store.shards()[row["shard"]]["speaker"] == "bob"
+    # a purge of bob now takes that recording's features with him
+    store.purge(["bob"], "request")
+    assert "ann-0.wav" not in {r["recording_id"] for r in store.recordings(None)}
+
+
+def test_a_copy_is_consistent_and_a_rebuilt_store_still_refuses_purged_speakers(tmp_path):
+    src = sources(tmp_path)
+    store = open_store(tmp_path)
+    store.sync(src, [s.recording_id for s in src], decode)
+    store.copy_to(tmp_path / "copy")
+    store.purge(["bob"], "request 1")
+    copy = FeatureStore(tmp_path / "copy", "toy", SETTINGS)
+    assert "bob" in {r["speaker"] for r in copy.recordings()} and not copy.purged()
+    np.testing.assert_array_equal(
+        rows(copy, "bob-1.wav"), decode(src[4]).windows.astype(np.float16).astype(np.float32)
+    )
+    rebuilt = FeatureStore(tmp_path / "rebuilt", "toy", SETTINGS)
+    rebuilt.record_purges(store.purged())
+    with pytest.raises(PurgedError, match="bob"):
+        rebuilt.sync(src, [s.recording_id for s in src], decode)
+
+
+def test_dropping_a_recording_forgets_the_kept_splits_made_from_it(tmp_path):
+    src = sources(tmp_path)
+    store = open_store(tmp_path)
+    store.sync(src, [s.recording_id for s in src], decode)
+    units = [(s.recording_id, s.recording_id, i % 3) for i, s in enumerate(src)]
+    store.save_split(
+        "k",
+        "fp",
+        "recording",
+        ["ann", "bob", "cy"],
+        units,
+        0.0,
+        1.0,
+        [(s.recording_id, s.speaker) for s in src],
+    )
+    assert store.load_split("k")["fingerprint"] == "fp"
+    src[2].path.write_bytes(b"changed content")  # ann-2 changed on disk: decoded again
+    assert store.sync(src, [s.recording_id for s in src], decode).removed == 1
+    assert store.load_split("k") is None
