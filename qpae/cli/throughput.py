@@ -15,7 +15,7 @@ from qpae.pipeline.config import CONF_DIR
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="throughput")
 @friendly_errors
 def _main(cfg: DictConfig) -> None:
-    print(json.dumps(measure(cfg.data_dir, cfg.model, cfg.steps, cfg.warmup), indent=2))
+    print(json.dumps(measure(cfg.data_dir, cfg.network, cfg.steps, cfg.warmup), indent=2))
 
 
 main = entry_point(_main)
