@@ -30,6 +30,19 @@ def module(manifest, cache, **kwargs):
     return dm
 
 
+def record_decodes(monkeypatch) -> list:
+    """The sources every data module decodes from now on, in order."""
+    decoded = []
+    original = ManifestDataModule._decode_one
+
+    def counting(self, source):
+        decoded.append(source)
+        return original(self, source)
+
+    monkeypatch.setattr(ManifestDataModule, "_decode_one", counting)
+    return decoded
+
+
 def parts(dm) -> dict[str, set[str]]:
     return {s: {str(dm.recordings[r]) for r in dm.recording_ids[dm.indices[s]].tolist()} for s in dm.indices}
 
@@ -63,36 +76,23 @@ def test_new_recordings_make_a_new_split_and_decode_only_themselves(tmp_path, mo
     manifest = write_corpus(tmp_path)
     first = module(manifest, tmp_path / "cache")
     manifest = write_corpus(tmp_path, extra=2)  # two more clips of ann
-    decoded = []
-    original = ManifestDataModule._decode_one
-
-    def counting(self, source):
-        decoded.append(source.recording_id)
-        return original(self, source)
-
-    monkeypatch.setattr(ManifestDataModule, "_decode_one", counting)
+    decoded = record_decodes(monkeypatch)
     second = module(manifest, tmp_path / "cache")
-    assert sorted(decoded) == ["ann_6.wav", "ann_7.wav"]
+    assert sorted(src.recording_id for src in decoded) == ["ann_6.wav", "ann_7.wav"]
     assert second.split_fingerprint != first.split_fingerprint
     assert len(second.targets) == len(first.targets) + 2
 
 
 def test_classes_are_chosen_before_any_audio_is_decoded(tmp_path, monkeypatch):
     manifest = write_corpus(tmp_path, per=4, extra=3)  # ann has 7 clips, the others 4
-    decoded = []
-    original = ManifestDataModule._decode_one
-
-    def counting(self, source):
-        decoded.append(source.speaker)
-        return original(self, source)
-
-    monkeypatch.setattr(ManifestDataModule, "_decode_one", counting)
+    decoded = record_decodes(monkeypatch)
     dm = module(manifest, tmp_path / "cache", classes=["ann", "cy"])
-    assert dm.class_names == ["ann", "cy"] and set(decoded) == {"ann", "cy"} and len(decoded) == 11
+    speakers = [src.speaker for src in decoded]
+    assert dm.class_names == ["ann", "cy"] and set(speakers) == {"ann", "cy"} and len(speakers) == 11
     decoded.clear()
     two = module(manifest, tmp_path / "cache", max_classes=2)
     # ann (most clips) and bob (ties broken by name); only bob was not in the store yet
-    assert two.class_names == ["ann", "bob"] and decoded == ["bob"] * 4
+    assert two.class_names == ["ann", "bob"] and [src.speaker for src in decoded] == ["bob"] * 4
 
 
 def test_a_damaged_shard_is_named_with_the_rebuild_command(tmp_path):
