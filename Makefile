@@ -9,6 +9,7 @@
 #   make certify N=16                that run's per-clip ε against 16 retrained models (cached)
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
+#   make memory                                 peak memory as the corpus grows; store add/purge cost
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -45,7 +46,7 @@ FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput clean
+.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput memory clean
 
 install: $(VENV)/.installed
 
@@ -92,6 +93,9 @@ lint: install
 
 throughput: install
 	$(PY) -m qpae.cli.throughput $(DATA_ARG) $(ARGS)
+
+memory: install
+	$(PY) -m qpae.cli.memory $(ARGS)
 
 clean:
 	rm -rf runs checkpoints results .cache wandb .pytest_cache
