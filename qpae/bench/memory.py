@@ -138,7 +138,9 @@ def pretrain_peaks(
                 log.info("%s %s (%d speakers x 10 digits x %d) %s run", name, size, speakers, reps, run)
                 found = watch(cmd, Path(checkout), dict(env, PYTHONPATH=str(checkout)), root / f"{run}.log")
                 if found["rc"]:
-                    raise RuntimeError(f"{name} {size} {run}: qpae-pretrain failed; see {root / f'{run}.log'}")
+                    raise RuntimeError(
+                        f"{name} {size} {run}: qpae-pretrain failed; see {root / f'{run}.log'}"
+                    )
                 rows.append({"code": name, "size": size, "clips": speakers * reps * 10, "run": run, **found})
                 log.info("%s", rows[-1])
     return rows
@@ -160,7 +162,9 @@ def store_changes(data_dir: Path, n_speakers: int, repetitions: int, added: int 
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             # absolute paths: the recordings' ids are their paths within ``root`` either way
-            writer.writerows({**r, "path": str(root / r["path"])} for i, r in enumerate(rows) if i not in held)
+            writer.writerows(
+                {**r, "path": str(root / r["path"])} for i, r in enumerate(rows) if i not in held
+            )
         cache = Path(tmp) / "cache"
 
         def timed(manifest_path: Path) -> tuple[float, ManifestDataModule]:
