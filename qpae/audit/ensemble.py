@@ -34,6 +34,7 @@ from qpae.audit.epsilon import logit_scaled_confidence
 from qpae.audit.run import net_of, outputs
 from qpae.checkpoints import json_bytes, read_model, write_atomic
 from qpae.data.base import AudioDataModule
+from qpae.data.windows_dataset import WindowDataset
 from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.methods.base import UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
@@ -158,7 +159,7 @@ class Clips:
 
     forget_train: tuple[torch.Tensor, torch.Tensor]
     retain_train: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor] | WindowDataset  # read a batch at a time from the store
     forget_classes: tuple[int, ...]
 
 
@@ -175,8 +176,8 @@ def certification_clips(datamodule: AudioDataModule, request: ForgetRequest, ret
         )
     retain = datamodule.retain_set(request.all_forgotten, "train")
     pick = torch.randperm(len(retain), generator=torch.Generator().manual_seed(0))[:retained]
-    test = datamodule.dataset("test").tensors
-    return Clips(tuple(forget), tuple(retain.subset(pick).tensors), tuple(test), tuple(request.all_forgotten))
+    test = datamodule.dataset("test")
+    return Clips(tuple(forget), tuple(retain.subset(pick).tensors), test, tuple(request.all_forgotten))
 
 
 def member_measures(model_path: Path, clips: Clips) -> dict:
@@ -188,13 +189,14 @@ def member_measures(model_path: Path, clips: Clips) -> dict:
     """
     model = read_model(model_path)  # read once: its weights and the sha256 of its bytes
     net = net_of(model)
-    logits = {}
-    for name, (x, y) in (
+    logits, labels = {}, {}
+    for name, xy in (
         ("forget", clips.forget_train),
         ("retain", clips.retain_train),
         ("test", clips.test),
     ):
-        logits[name] = outputs(net, x, y).logits
+        found = outputs(net, xy)
+        logits[name], labels[name] = found.logits, found.labels
         if not torch.isfinite(logits[name]).all():
             raise FloatingPointError(f"{model_path} gives non-finite logits: it cannot be certified")
     out = {
@@ -202,7 +204,7 @@ def member_measures(model_path: Path, clips: Clips) -> dict:
         "conf_forget": logit_scaled_confidence(logits["forget"], clips.forget_train[1]).numpy(),
         "conf_retain": logit_scaled_confidence(logits["retain"], clips.retain_train[1]).numpy(),
     }
-    y = clips.test[1]
+    y = labels["test"]
     correct = (logits["test"].argmax(1) == y).double()
     retained = ~torch.isin(y, torch.tensor(clips.forget_classes))
     out["RA"] = float(100 * correct[retained].mean())

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qpae.data.windows_dataset import WindowDataset, count, take
 from qpae.metrics.functional import forget_accuracy
 from qpae.models.factory import classifier_head
 
@@ -27,7 +28,7 @@ def _accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
 def relearn_curve(
     net: nn.Module,
     relearn: tuple[Tensor, Tensor],
-    retain: tuple[Tensor, Tensor],
+    retain: tuple[Tensor, Tensor] | WindowDataset,
     forget_test: tuple[Tensor, Tensor],
     head_only: bool = False,
     lr: float = 1e-4,
@@ -46,10 +47,12 @@ def relearn_curve(
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     curve = [_accuracy(model, *forget_test)]
+    n_retain = count(retain)
     for _ in range(max_steps):
-        pick = torch.randint(len(retain[0]), (len(relearn[0]),), generator=g)
-        x = torch.cat([relearn[0], retain[0][pick]])
-        y = torch.cat([relearn[1], retain[1][pick]])
+        pick = torch.randint(n_retain, (len(relearn[0]),), generator=g)
+        rx, ry = take(retain, pick)
+        x = torch.cat([relearn[0], rx])
+        y = torch.cat([relearn[1], ry])
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()

@@ -17,7 +17,10 @@ from qpae.audit import measures
 from qpae.audit.probe import few_shot_probe
 from qpae.audit.relearn import relearn_curve, steps_to
 from qpae.checkpoints import ModelFile, build_net, load_model, read_model
+from qpae.data.windows_dataset import WindowDataset, batches
 from qpae.models.factory import features_and_logits
+
+Clips = tuple[Tensor, Tensor] | WindowDataset
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,31 @@ class Outputs:
 
 
 @torch.no_grad()
-def outputs(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> Outputs:
-    """Logits and penultimate (pre-logit) features in eval mode."""
+def outputs(net: nn.Module, clips: Clips, batch_size: int = 256) -> Outputs:
+    """Logits and penultimate (pre-logit) features in eval mode, one batch of clips at a time
+    (from tensors, or read from the feature store)."""
     net.eval()
-    feats, logits = [], []
-    for chunk in x.split(batch_size):
-        f, z = features_and_logits(net, chunk)
+    feats, logits, labels = [], [], []
+    for x, y in batches(clips, batch_size):
+        f, z = features_and_logits(net, x)
         feats.append(f)
         logits.append(z)
-    return Outputs(torch.cat(logits), torch.cat(feats), y)
+        labels.append(y)
+    if not labels:
+        return Outputs(torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long))
+    return Outputs(torch.cat(logits), torch.cat(feats), torch.cat(labels))
 
 
-def views(datamodule, forget_classes: Sequence[int]) -> dict[str, tuple[Tensor, Tensor]]:
-    """Forget/retain × train/test tensors of the datamodule (the split the models were trained on)."""
-    out = {}
+def views(datamodule, forget_classes: Sequence[int]) -> dict[str, Clips]:
+    """Forget/retain × train/test clips of the datamodule (the split the models were trained on).
+
+    The forget sets (the forgotten classes' clips) are held as tensors; the retained ones stay in
+    the feature store and are read a batch at a time, so that the audit's memory does not grow
+    with the corpus."""
+    out: dict[str, Clips] = {}
     for split in ("train", "test"):
         out[f"forget_{split}"] = tuple(datamodule.forget_set(forget_classes, split).tensors)
-        out[f"retain_{split}"] = tuple(datamodule.retain_set(forget_classes, split).tensors)
+        out[f"retain_{split}"] = datamodule.retain_set(forget_classes, split)
     return out
 
 
@@ -97,7 +108,7 @@ def audit_model(
     original_fa: float | None,
 ) -> tuple[dict, dict]:
     """All single-model measures; returns (numbers, raw curves/scores for plots)."""
-    out = {name: outputs(net, *xy) for name, xy in data.items()}
+    out = {name: outputs(net, clips) for name, clips in data.items()}
     ft, fs, rt, rs = out["forget_train"], out["forget_test"], out["retain_train"], out["retain_test"]
     res: dict = measures.forget_and_retain_accuracy(
         fs.logits, fs.labels, rs.logits, rs.labels, forget_classes

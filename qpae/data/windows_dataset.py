@@ -97,4 +97,25 @@ class WindowDataset(Dataset):
         return self.__getitems__(np.arange(len(self)))
 
 
-__all__ = ["WindowDataset", "as_batch"]
+def count(clips: tuple[torch.Tensor, torch.Tensor] | WindowDataset) -> int:
+    """How many clips, in tensors or a :class:`WindowDataset`."""
+    return len(clips) if isinstance(clips, WindowDataset) else len(clips[1])
+
+
+def take(
+    clips: tuple[torch.Tensor, torch.Tensor] | WindowDataset, idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of the clips at ``idx``, from tensors or from a :class:`WindowDataset`."""
+    if isinstance(clips, WindowDataset):
+        return clips.__getitems__(np.asarray(idx, dtype=np.int64))
+    return clips[0][idx], clips[1][idx]
+
+
+def batches(clips: tuple[torch.Tensor, torch.Tensor] | WindowDataset, batch_size: int):
+    """(x, y) batches in order, from tensors or read from the store one batch at a time."""
+    n = count(clips)
+    for start in range(0, n, batch_size):
+        yield take(clips, torch.arange(start, min(n, start + batch_size)))
+
+
+__all__ = ["WindowDataset", "as_batch", "batches", "count", "take"]

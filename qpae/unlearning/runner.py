@@ -219,7 +219,7 @@ def convergence_monitor(
     if not method.auto_schedule:
         return None
     forget = datamodule.forget_set(request.all_forgotten).tensors
-    heldout = datamodule.retain_set(request.all_forgotten, split="val").tensors
+    heldout = datamodule.retain_set(request.all_forgotten, split="val")  # sampled, never all read
     return ConvergenceMonitor(
         method.schedule,
         forget,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qpae.data.windows_dataset import WindowDataset, count, take
 from qpae.metrics.functional import forget_accuracy, retain_accuracy
 from qpae.models.factory import classifier_head, features_and_logits
 
@@ -82,11 +83,12 @@ def plateaued(values: Sequence[float], patience: int, tolerance: float) -> bool:
     return max(values[-patience:]) <= max(values[:-patience]) + tolerance
 
 
-def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
-    if len(y) <= size:
-        return x, y
-    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
-    return x[keep], y[keep]
+def _subset(clips: tuple[Tensor, Tensor] | WindowDataset, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """At most ``size`` of the clips as tensors (a seeded draw; all of them if there are fewer)."""
+    n = count(clips)
+    if n <= size:
+        return take(clips, torch.arange(n))
+    return take(clips, torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size])
 
 
 class ConvergenceMonitor(L.Callback):
@@ -98,19 +100,19 @@ class ConvergenceMonitor(L.Callback):
         self,
         schedule: Schedule,
         forget: tuple[Tensor, Tensor],
-        retained_heldout: tuple[Tensor, Tensor],
+        retained_heldout: tuple[Tensor, Tensor] | WindowDataset,
         seed: int = 0,
         published_head: HeadView | None = None,
     ) -> None:
         if len(forget[1]) == 0:
             raise ValueError("the automatic schedule needs forget training clips to measure FA on")
-        if len(retained_heldout[1]) == 0:
+        if count(retained_heldout) == 0:
             raise ValueError("the automatic schedule needs held-out retained clips (the validation split)")
         self.schedule = schedule
         self.published_head = published_head
-        self.forget = _subset(*forget, schedule.probe_size, seed)
+        self.forget = _subset(forget, schedule.probe_size, seed)
         self.forgotten = forget[1].unique()
-        self.retained = _subset(*retained_heldout, schedule.probe_size, seed + 1)
+        self.retained = _subset(retained_heldout, schedule.probe_size, seed + 1)
         # never finer than one held-out clip: a small validation split moves in whole clips
         self.tolerance = max(schedule.tolerance, 100.0 / len(self.retained[1]))
         self.history: list[dict] = []
