@@ -8,8 +8,8 @@ Layout of one store (one dataset, one set of feature settings)::
         shards/<speaker>-<n>.arrow   Arrow IPC files (pyarrow), memory-mapped when read
         .lock               held by a builder (filelock): one builder at a time
 
-* **Shards.** Each shard holds windows of one speaker only (a column of fixed-size float16
-  vectors, the recording id and the window number), written whole to a temporary name, fsynced
+* **Shards.** Each shard holds windows of one speaker only, of at most ``SHARD_RECORDINGS``
+  recordings (a column of fixed-size float16 vectors, the recording id and the window number), written whole to a temporary name, fsynced
   and renamed: a shard is either complete or absent. Adding recordings writes new shards; a
   speaker's shards are never rewritten except when one of their recordings changed or vanished.
 * **Index.** ``recordings`` (recording id, path, speaker, label, size, mtime, sha256 of the
@@ -58,6 +58,7 @@ STORE_VERSION = 1  # the layout of a store
 # what a clip's features are: 2 = log-mel with the 80 dB floor per clip (1 floored each chunk of 512
 # clips at its loudest); part of every key that depends on feature values (e.g. the bench's originals)
 FEATURE_VERSION = 2
+SHARD_RECORDINGS = 256  # recordings per shard at most (a speaker with more gets several shards)
 REBUILD = "qpae-store dataset=<name> store.action=rebuild"  # named in every "rebuild it" error
 
 
@@ -386,9 +387,15 @@ class FeatureStore:
         by_speaker: dict[str, list[Source]] = {}
         for s in sources:
             by_speaker.setdefault(s.speaker, []).append(s)
+        # a speaker's recordings go into shards of at most SHARD_RECORDINGS: what one build step
+        # holds in memory is bounded even where a shard group is large (a label without speakers)
+        groups = [
+            (speaker, by_speaker[speaker][i : i + SHARD_RECORDINGS])
+            for speaker in sorted(by_speaker)
+            for i in range(0, len(by_speaker[speaker]), SHARD_RECORDINGS)
+        ]
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for speaker in sorted(by_speaker):
-                group = by_speaker[speaker]
+            for speaker, group in groups:
                 both = list(pool.map(lambda src: (decode(src), _stat(src.path)), group))
                 decoded, stats = [b[0] for b in both], [b[1] for b in both]
                 ok = [

@@ -64,6 +64,20 @@ def test_one_shard_per_speaker_and_features_per_clip(tmp_path):
     np.testing.assert_array_equal(rows(other, "bob-1.wav"), rows(store, "bob-1.wav"))
 
 
+def test_a_large_shard_group_is_split_into_bounded_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr("qpae.data.store.SHARD_RECORDINGS", 2)
+    src = sources(tmp_path, speakers=("ann", "bob"), per=5)
+    store = open_store(tmp_path)
+    report = store.sync(src, [s.recording_id for s in src], decode)
+    assert report.shards_written == 6  # 5 recordings each: shards of 2, 2 and 1
+    assert all(i["rows"] <= 2 * 2 for i in store.shards().values())  # 2 windows per recording
+    for s in src:
+        alone = decode(s).windows.astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(rows(store, s.recording_id), alone)
+    [entry] = store.purge(["ann"], reason="test")
+    assert len(entry["shards"]) == 3 and len(store.shards()) == 3
+
+
 def test_adding_recordings_writes_new_shards_and_touches_no_other(tmp_path):
     src = sources(tmp_path, per=2)
     store = open_store(tmp_path)
