@@ -81,6 +81,7 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
     for k, report in enumerate(reports, start=1):
         mine = set(report["request"]["forget_class_names"])
         entry = {
+            "status": "done",
             **{key: record[key] for key in ("reason", "purged_at", "legacy_caches_removed")},
             "speakers": sorted(mine & set(speakers)),
             "stores": [

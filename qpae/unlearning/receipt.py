@@ -114,6 +114,12 @@ def verify_receipt(receipt_path: str | Path, model_path: str | Path) -> Verdict:
                 False, f"the receipt names {list(names)} but those classes of the model are {actual}"
             )
     names = ", ".join(request.get("forget_class_names") or [])
-    return Verdict(
-        True, f"{model_path} matches {receipt_path.name}: forgot {names} (sha256 {expected[:16]}…)"
-    )
+    reason = f"{model_path} matches {receipt_path.name}: forgot {names} (sha256 {expected[:16]}…)"
+    purge = receipt.get("purge")
+    if isinstance(purge, dict) and purge.get("status") == "pending":
+        # the model is the one described; the deletion of the features the run promised is not done
+        reason += (
+            "; WARNING: its purge is pending (the run stopped before deleting the speakers' features "
+            f"from the feature store): finish it with {purge.get('how_to_finish', 'qpae-store … store.action=purge')}"
+        )
+    return Verdict(True, reason)

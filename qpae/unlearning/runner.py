@@ -9,6 +9,7 @@ already forgotten, something left to retain). Each request's ``model.pt``, ``met
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -86,10 +87,15 @@ def unlearn_request(
     make_trainer: Callable[..., L.Trainer],
     output_dir: Path,
     how_to_create: str = "make pretrain DATASET=<dataset> MODEL=<model>",
+    purging: bool = False,
 ) -> dict:
     """Forget ``request`` from the model at ``input_path``; publish ``model.pt``, ``metrics.json``
     and ``receipt.json`` together into ``output_dir`` (which must not exist yet). Returns
-    metrics.json's content."""
+    metrics.json's content.
+
+    With ``purging``, the receipt is published with a pending purge of the request's speakers,
+    which the purge replaces with what it deleted: a run stopped in between leaves a receipt that
+    says the features are not yet deleted, never one silent about it."""
     input_path, output_dir = Path(input_path), Path(output_dir)
     ensure_free(output_dir)  # the sequence's root was checked by run_requests
     if input_path.resolve().is_relative_to(output_dir.resolve()):
@@ -174,6 +180,13 @@ def unlearn_request(
             before,
             after,
         )
+        if purging:
+            receipt["purge"] = {
+                "status": "pending",
+                "speakers": [names[c] for c in request.forget_classes],
+                "how_to_finish": f"qpae-store dataset={datamodule.name} paths.data=<this run's> store.action=purge "
+                f"'store.speakers={json.dumps([names[c] for c in request.forget_classes])}'",
+            }
         publish_files(
             output_dir,
             {"model.pt": data, "metrics.json": json_bytes(report), "receipt.json": json_bytes(receipt)},
@@ -280,7 +293,9 @@ def run_requests(
     reports, current = [], input_path
     for request, out in zip(requests, outputs, strict=True):
         reports.append(
-            unlearn_request(current, request, datamodule, make_method(), make_trainer, out, how_to_create)
+            unlearn_request(
+                current, request, datamodule, make_method(), make_trainer, out, how_to_create, purging
+            )
         )
         current = out / "model.pt"
     copies = residual_copies(

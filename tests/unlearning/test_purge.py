@@ -59,7 +59,7 @@ def test_unlearning_a_speaker_purges_their_features_and_the_receipt_lists_the_sh
     out = tmp_path / "run" / "request-01"
     receipt = json.loads((out / "receipt.json").read_text())
     [entry] = receipt["purge"]["stores"]
-    assert receipt["purge"]["speakers"] == ["spk00"]
+    assert receipt["purge"]["speakers"] == ["spk00"] and receipt["purge"]["status"] == "done"
     assert {p["shard"]: p["sha256"] for p in entry["purged"][0]["shards"]} == {
         name: info["sha256"] for name, info in theirs.items()
     }
@@ -88,6 +88,28 @@ def test_unlearning_a_speaker_purges_their_features_and_the_receipt_lists_the_sh
     dm.require_data([0], "the audit")
     assert len(dm.forget_set([0])) > 0
     assert dm.split_fingerprint == read_model(original).meta["data"]["split_fingerprint"]
+
+
+def test_a_run_stopped_before_its_purge_leaves_a_receipt_that_says_it_is_pending(
+    tmp_path, own_store, monkeypatch
+):
+    cache, original, base = own_store
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process stops after publishing, before deleting
+
+    monkeypatch.setattr("qpae.pipeline.unlearn.purge_forgotten", killed)
+    cfg = compose_config(
+        "unlearn", [*base, f"input={original}", *FAST, "forget=[spk00]", "purge=true"], tmp_path
+    )
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(cfg)
+    out = tmp_path / "run" / "request-01"
+    receipt = json.loads((out / "receipt.json").read_text())
+    assert receipt["purge"]["status"] == "pending" and receipt["purge"]["speakers"] == ["spk00"]
+    assert "store.action=purge" in receipt["purge"]["how_to_finish"]
+    verdict = verify_receipt(out / "receipt.json", out / "model.pt")
+    assert verdict.ok and "purge is pending" in verdict.reason
 
 
 def test_purge_refuses_a_dataset_whose_classes_are_not_speakers_before_training(tmp_path, own_store):
