@@ -42,14 +42,14 @@ def _read(manifest: Path) -> list[dict]:
 
 
 def write_layouts(
-    root: Path, speakers: int = 10, repetitions: int = 3, accent_speakers: int = 3
+    root: Path, speakers: int = 8, repetitions: int = 2, accent_speakers: int = 3
 ) -> dict[str, int]:
     """Write ``audiomnist/``, ``speech_commands/``, ``librispeech/`` and ``accent_archive/`` under
     ``root`` in their real layouts; return how many audio files each holds.
 
     AudioMNIST and Speech Commands get ``speakers`` x 10 digits x ``repetitions`` clips (Speech
-    Commands' words are the digits' names); LibriSpeech (train-clean-100) one utterance per
-    speaker and repetition, the ten digits spoken in a row; the Accent Archive
+    Commands' words are the digits' names); LibriSpeech (train-clean-100) two utterances per
+    speaker and repetition, five digits spoken in a row each; the Accent Archive
     ``accent_speakers`` readings of its paragraph per accent of :data:`ACCENTS`, as MP3."""
     root = Path(root)
     counts = {}
@@ -91,12 +91,15 @@ def write_layouts(
             for rep in range(repetitions):
                 parts = [r for r in by_speaker[spk] if Path(r["path"]).stem.endswith(f"_{rep}")]
                 parts.sort(key=lambda r: int(r["digit"]))
-                waves = [sf.read(src / r["path"], dtype="float32") for r in parts]
-                sr = waves[0][1]
-                gap = np.zeros(int(0.15 * sr), dtype=np.float32)
-                speech = np.concatenate([x for w, _ in waves for x in (w, gap)])
-                sf.write(folder / f"{reader}-{chapter}-{rep:04d}.flac", speech, sr)
-                n += 1
+                # two utterances per repetition (digits 0-4, 5-9): every speaker has at least 3
+                # utterances for train, validation and test from 2 repetitions on
+                for half in (parts[:5], parts[5:]):
+                    waves = [sf.read(src / r["path"], dtype="float32") for r in half]
+                    sr = waves[0][1]
+                    gap = np.zeros(int(0.15 * sr), dtype=np.float32)
+                    speech = np.concatenate([x for w, _ in waves for x in (w, gap)])
+                    sf.write(folder / f"{reader}-{chapter}-{n:04d}.flac", speech, sr)
+                    n += 1
         counts["librispeech"] = n
 
         accent_rows = _read(

@@ -14,8 +14,8 @@ def main(argv: list[str] | None = None) -> None:
         description="the paper's four dataset layouts, written small from the offline espeak-ng corpora"
     )
     parser.add_argument("root", type=Path, help="the folder to write the four layouts into (bench_real_data)")
-    parser.add_argument("--speakers", type=int, default=10)
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--speakers", type=int, default=8)
+    parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--accent-speakers", type=int, default=3)
     args = parser.parse_args(argv)
     if args.root.exists() and any(args.root.iterdir()):
