@@ -643,9 +643,17 @@ class FeatureStore:
         index's sha256 when first read in this process."""
         if shard not in self._maps:
             self.verify([shard])
-            column = self._read_table(shard).column("x").combine_chunks()
-            flat = column.values.to_numpy(zero_copy_only=True)
-            self._maps[shard] = flat.reshape(len(column), column.type.list_size)
+            column = self._read_table(shard).column("x")
+            # a shard is written as one record batch: its chunk is the memory map itself
+            # (combine_chunks would copy the whole shard into pyarrow's memory pool, even for one chunk)
+            if column.num_chunks != 1 or column.chunk(0).offset != 0:
+                raise StoreError(
+                    f"feature store {self.root}: shard {shard} is not one record batch (written by another "
+                    f"tool?). Rebuild: {REBUILD}"
+                )
+            chunk = column.chunk(0)
+            flat = chunk.values.to_numpy(zero_copy_only=True)
+            self._maps[shard] = flat.reshape(len(chunk), chunk.type.list_size)
         return self._maps[shard]
 
 

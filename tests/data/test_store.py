@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
+import torch
 
 from qpae.data.store import Decoded, FeatureStore, PurgedError, Source, StoreError
+from qpae.data.windows_dataset import WindowDataset
 
 SETTINGS = {"features": {"n_mels": 4}, "window": False}
 
@@ -76,6 +79,44 @@ def test_a_large_shard_group_is_split_into_bounded_shards(tmp_path, monkeypatch)
         np.testing.assert_array_equal(rows(store, s.recording_id), alone)
     [entry] = store.purge(["ann"], reason="test")
     assert len(entry["shards"]) == 3 and len(store.shards()) == 3
+
+
+def test_reading_a_store_larger_than_a_memory_budget_copies_none_of_it(tmp_path):
+    """Every window read through the store comes from memory-mapped shards: reading the whole
+    store (8x the budget) allocates nothing in pyarrow's pool and no shard array owns memory."""
+    budget = 256 << 10
+
+    def big(src: Source) -> Decoded:  # 4 windows of 4096 values: 32 KiB of float16 per clip
+        return Decoded(
+            np.random.default_rng(sum(src.path.read_bytes())).normal(size=(4, 4096)).astype(np.float32)
+        )
+
+    src = sources(tmp_path, speakers=[f"s{k:02d}" for k in range(16)], per=4)
+    store = open_store(tmp_path)
+    store.sync(src, [s.recording_id for s in src], big)
+    recs = store.recordings()
+    shard_names = sorted(store.shards())
+    size = sum(i["bytes"] for i in store.shards().values())
+    assert size > 8 * budget
+    windows = [(shard_names.index(r["shard"]), r["offset"] + w) for r in recs for w in range(r["windows"])]
+    data = WindowDataset(
+        store,
+        shard_names,
+        np.array([w[0] for w in windows]),
+        np.array([w[1] for w in windows]),
+        torch.zeros(len(windows), dtype=torch.long),
+        (1, 64, 64),
+    )
+    before = pa.total_allocated_bytes()
+    total = 0.0
+    for start in range(0, len(data), 32):
+        x, _ = data.__getitems__(list(range(start, min(len(data), start + 32))))
+        total += float(x.sum())
+    assert np.isfinite(total)
+    assert pa.total_allocated_bytes() - before < budget
+    for name in shard_names:
+        array = store.features(name)
+        assert not array.flags.owndata and not array.flags.writeable  # a view of the mapped file
 
 
 def test_adding_recordings_writes_new_shards_and_touches_no_other(tmp_path):
