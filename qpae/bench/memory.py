@@ -94,7 +94,9 @@ def watch(cmd: list[str], cwd: Path, env: dict, log_file: Path, interval_s: floa
     }
 
 
-def pretrain_command(n_speakers: int, repetitions: int, epochs: int, root: Path, data: Path) -> list[str]:
+def pretrain_command(
+    n_speakers: int, repetitions: int, epochs: int, root: Path, data: Path, resize: list[int] | None = None
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -110,6 +112,7 @@ def pretrain_command(n_speakers: int, repetitions: int, epochs: int, root: Path,
         f"paths.data={data}",
         "record_latest=false",
         "overwrite=true",
+        *([f"dataset.features.resize=[{resize[0]},{resize[1]}]"] if resize else []),
     ]
 
 
@@ -119,6 +122,7 @@ def pretrain_peaks(
     work_dir: Path,
     data_dir: Path,
     checkouts: dict[str, Path],
+    resize: list[int] | None = None,
 ) -> list[dict]:
     """Peak memory of pretraining at each corpus size, from each checkout, first and second run.
 
@@ -131,17 +135,31 @@ def pretrain_peaks(
     for size, (speakers, reps) in sizes.items():
         build_speaker_corpus(data_dir / "synthetic" / f"speakers-{speakers}x{reps}-s0", speakers, reps)
         for name, checkout in checkouts.items():
-            root = work_dir / f"{name}-{size}"
+            root = (
+                work_dir / f"{name}-{size}"
+                if not resize
+                else work_dir / f"{name}-{size}-{resize[0]}x{resize[1]}"
+            )
             root.mkdir(parents=True, exist_ok=True)
             for run in ("first", "second"):
-                cmd = pretrain_command(speakers, reps, epochs, root, data_dir)
+                cmd = pretrain_command(speakers, reps, epochs, root, data_dir, resize)
                 log.info("%s %s (%d speakers x 10 digits x %d) %s run", name, size, speakers, reps, run)
                 found = watch(cmd, Path(checkout), dict(env, PYTHONPATH=str(checkout)), root / f"{run}.log")
                 if found["rc"]:
                     raise RuntimeError(
                         f"{name} {size} {run}: qpae-pretrain failed; see {root / f'{run}.log'}"
                     )
-                rows.append({"code": name, "size": size, "clips": speakers * reps * 10, "run": run, **found})
+                shape = f"{resize[0]}x{resize[1]}" if resize else "64 mels"
+                rows.append(
+                    {
+                        "code": name,
+                        "size": size,
+                        "features": shape,
+                        "clips": speakers * reps * 10,
+                        "run": run,
+                        **found,
+                    }
+                )
                 log.info("%s", rows[-1])
     return rows
 
@@ -198,11 +216,11 @@ def store_changes(data_dir: Path, n_speakers: int, repetitions: int, added: int 
 
 def markdown(peaks: list[dict], changes: dict | None) -> str:
     lines = [
-        "| code | corpus | clips | run | peak RSS MiB | peak anon MiB | peak file-backed MiB | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| code | corpus | features | clips | run | peak RSS MiB | peak anon MiB | peak file-backed MiB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['code']} | {r['size']} | {r['clips']} | {r['run']} | {r['peak_rss_mib']} | {r['peak_anon_mib']} "
+        f"| {r['code']} | {r['size']} | {r.get('features', '64 mels')} | {r['clips']} | {r['run']} | {r['peak_rss_mib']} | {r['peak_anon_mib']} "
         f"| {r['peak_file_mib']} | {r['wall_s']} |"
         for r in peaks
     ]

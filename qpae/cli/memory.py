@@ -26,11 +26,15 @@ def _main(cfg: DictConfig) -> None:
         checkouts["legacy"] = legacy
     sizes = {str(k): (int(v[0]), int(v[1])) for k, v in cfg.sizes.items()}
     data = Path(cfg.paths.data).resolve()
-    peaks = pretrain_peaks(sizes, int(cfg.epochs), work, data, checkouts)
+    resize = [int(v) for v in cfg.resize] if cfg.resize else None
+    if resize is not None and (len(resize) != 2 or min(resize) < 8):
+        raise ValueError(f"resize must be null or [height, width] of at least 8 each, got {list(cfg.resize)}")
+    peaks = pretrain_peaks(sizes, int(cfg.epochs), work, data, checkouts, resize)
     changes = store_changes(data, **cfg.changes) if cfg.changes else None
     work.mkdir(parents=True, exist_ok=True)
-    (work / "memory.json").write_text(json.dumps({"peaks": peaks, "changes": changes}, indent=2) + "\n")
-    (work / "memory.md").write_text(markdown(peaks, changes))
+    tag = f"-{resize[0]}x{resize[1]}" if resize else ""
+    (work / f"memory{tag}.json").write_text(json.dumps({"peaks": peaks, "changes": changes}, indent=2) + "\n")
+    (work / f"memory{tag}.md").write_text(markdown(peaks, changes))
     print(markdown(peaks, changes))
 
 
