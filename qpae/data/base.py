@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from qpae.data import legacy_cache
 from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
+from qpae.data.duplicates import RealPaths
 from qpae.data.features import FeatureConfig, LogMel
 from qpae.data.forget_retain import ForgetRetainSampler
 from qpae.data.splits import SPLIT_BY, Split, resolve_split_by, speaker_split, stratified_split, time_split
@@ -489,12 +490,11 @@ class AudioDataModule(L.LightningDataModule):
     def sources(self, recordings: list[Recording]) -> list[Source]:
         """The store's view of recordings: an id (the path within the data folder) and a shard
         group (the speaker, or the label where recordings name no speaker)."""
-        out = []
+        out, real = [], RealPaths()
+        root = str(self.data_dir.resolve())
         for r in recordings:
-            try:
-                rid = str(r.path.resolve().relative_to(self.data_dir.resolve()))
-            except ValueError:
-                rid = str(r.path.resolve())
+            path = real(r.path)
+            rid = path[len(root) + 1 :] if path.startswith(root + os.sep) else path
             out.append(Source(rid, r.path, r.speaker or r.label, r.label))
         return out
 
