@@ -5,7 +5,7 @@ Layout of one store (one dataset, one set of feature settings)::
     <cache_dir>/store/<dataset>-<settings key>/
         store.json          what the store is: dataset, feature settings, format version
         index.sqlite        the table of contents (SQLite, WAL): recordings, shards, purges
-        shards/<speaker>-<n>.arrow   Arrow IPC files (pyarrow), memory-mapped when read
+        shards/<speaker>-<n>.arrow   Arrow IPC files (pyarrow), rows read in place
         .lock               held by a builder (filelock): one builder at a time
 
 * **Shards.** Each shard holds windows of one speaker only, of at most ``SHARD_RECORDINGS``
@@ -19,11 +19,14 @@ Layout of one store (one dataset, one set of feature settings)::
   every other recording in its part and the models trained on it usable). A shard's rows enter the index in the
   same transaction as the shard itself; a file in ``shards/`` the index does not name is a
   killed build's and is removed by the next build.
-* **Reading** maps each shard into memory (``pyarrow.memory_map``) and reads rows by their
-  offsets: the operating system pages features in and out, the process never holds the corpus.
+* **Reading** finds each shard's feature column once (its Arrow footer, read through a brief
+  ``pyarrow.memory_map``), then reads the rows a batch needs with ``os.pread``: the operating
+  system caches the pages, the process holds only the batch, so its memory does not grow with the
+  corpus (a memory map would have counted every page ever read in the process's RSS).
 
-Why Arrow IPC through pyarrow (and not litdata, WebDataset, lhotse or HF ``datasets``): Arrow
-files are memory-mapped with zero copy and give random access to any row (the forget set is a
+Why Arrow IPC through pyarrow (and not litdata, WebDataset, lhotse or HF ``datasets``): an Arrow
+file stores a column contiguously at an offset its footer gives, so any row is one read away, with
+no decoding and no copy of the rest (the forget set is a
 handful of rows of a few shards); a speaker's features are whole files that deletion removes
 with nothing left behind (HF ``datasets`` keeps its own caches of transformed tables, litdata
 copies chunks to a local cache, and both mix speakers within chunks; WebDataset tars are
@@ -166,7 +169,7 @@ class FeatureStore:
         self.settings = settings
         self.shard_dir = self.root / "shards"
         self.lock_timeout_s = lock_timeout_s
-        self._maps: dict[str, np.ndarray] = {}
+        self._layouts: dict[str, tuple[int, int, int]] = {}
         self._verified: set[str] = set()
         meta = self.root / "store.json"
         expected = {"version": STORE_VERSION, "dataset": dataset, "settings": settings}
@@ -191,8 +194,8 @@ class FeatureStore:
             db.executescript(SCHEMA)
 
     def __getstate__(self) -> dict:
-        """DataLoader workers and DDP processes map the shards themselves (never a pickled copy)."""
-        return {**self.__dict__, "_maps": {}}
+        """DataLoader workers and DDP processes check and locate the shards themselves."""
+        return {**self.__dict__, "_layouts": {}, "_verified": set()}
 
     # --- the index ------------------------------------------------------------------------
     @contextmanager
@@ -469,7 +472,7 @@ class FeatureStore:
         return name
 
     def _unlink_shard(self, shard: str) -> None:
-        self._maps.pop(shard, None)
+        self._layouts.pop(shard, None)
         self._verified.discard(shard)
         (self.shard_dir / shard).unlink(missing_ok=True)
 
@@ -506,8 +509,8 @@ class FeatureStore:
                 dst.close()
 
     def release(self) -> None:
-        """Drop this process's memory maps (e.g. after another object purged shards)."""
-        self._maps.clear()
+        """Forget where this process found each shard (e.g. after another object purged shards)."""
+        self._layouts.clear()
         self._verified.clear()
 
     # --- erasure --------------------------------------------------------------------------
@@ -638,23 +641,67 @@ class FeatureStore:
             if content:
                 self._verified.add(shard)
 
-    def features(self, shard: str) -> np.ndarray:
-        """A shard's features, memory-mapped: [rows, dim] float16 (no copy); checked against the
-        index's sha256 when first read in this process."""
-        if shard not in self._maps:
+    def _layout(self, shard: str) -> tuple[int, int, int]:
+        """Where a shard's features lie in its file: (byte offset, rows, values per row); the
+        shard is checked against the index's sha256 when first read in this process. The file is
+        mapped only while its Arrow footer is read, then unmapped."""
+        if shard not in self._layouts:
             self.verify([shard])
-            column = self._read_table(shard).column("x")
-            # a shard is written as one record batch: its chunk is the memory map itself
-            # (combine_chunks would copy the whole shard into pyarrow's memory pool, even for one chunk)
-            if column.num_chunks != 1 or column.chunk(0).offset != 0:
+            path = self.shard_dir / shard
+            whole = pa.memory_map(str(path)).read_buffer()  # zero copy: addresses locate the column
+            column = pa.ipc.open_file(whole).read_all().column("x")
+            # a shard is written as one record batch of one column of fixed-size lists
+            if (
+                column.num_chunks != 1
+                or column.chunk(0).offset != 0
+                or column.type.value_type != pa.float16()
+            ):
                 raise StoreError(
-                    f"feature store {self.root}: shard {shard} is not one record batch (written by another "
-                    f"tool?). Rebuild: {REBUILD}"
+                    f"feature store {self.root}: shard {shard} is not one record batch of float16 rows "
+                    f"(written by another tool?). Rebuild: {REBUILD}"
                 )
             chunk = column.chunk(0)
-            flat = chunk.values.to_numpy(zero_copy_only=True)
-            self._maps[shard] = flat.reshape(len(chunk), chunk.type.list_size)
-        return self._maps[shard]
+            values = chunk.values.buffers()[1]
+            offset = values.address - whole.address
+            self._layouts[shard] = (offset, len(chunk), chunk.type.list_size)
+            del whole, column, chunk, values  # unmapped: nothing of the shard stays in this process
+        return self._layouts[shard]
+
+    def read_rows(self, shard: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of a shard's features, [len(rows), dim] float16, read with ``os.pread`` (runs of
+        consecutive rows in one call). Nothing is mapped: the pages stay in the operating
+        system's cache, not in this process, so its memory does not grow with what it has read."""
+        offset, n, dim = self._layout(shard)
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), dim), dtype=np.float16)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= n:
+            raise IndexError(f"feature store {self.root}: shard {shard} has {n} rows, asked for {rows.max()}")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        fd = os.open(self.shard_dir / shard, os.O_RDONLY)
+        try:
+            gathered = np.empty((len(rows), dim), dtype=np.float16)
+            for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
+                first, count = int(sorted_rows[start]), int(stop - start)
+                size = count * dim * 2
+                data = os.pread(fd, size, offset + first * dim * 2)
+                if len(data) != size:
+                    raise StoreError(
+                        f"feature store {self.root}: shard {shard} is truncated. Rebuild: {REBUILD}"
+                    )
+                gathered[start:stop] = np.frombuffer(data, dtype=np.float16).reshape(count, dim)
+        finally:
+            os.close(fd)
+        out[order] = gathered
+        return out
+
+    def features(self, shard: str) -> np.ndarray:
+        """A shard's features, [rows, dim] float16 (a copy: for small shards and checks; training
+        reads rows with :meth:`read_rows`)."""
+        return self.read_rows(shard, np.arange(self._layout(shard)[1]))
 
 
 def stores_of(cache_dir: Path, dataset: str, data_dir: str | None = None) -> list[FeatureStore]:

@@ -1,6 +1,6 @@
-"""Windows of the feature store as a torch Dataset: read by position from memory-mapped shards.
+"""Windows of the feature store as a torch Dataset: read by position from the shards.
 
-A batch is gathered in one call (``__getitems__``: one fancy index per shard it touches), converted
+A batch is gathered in one call (``__getitems__``: one read per run of rows per shard it touches), converted
 from float16 and normalised with the training split's mean and std; nothing else is held in RAM
 but each window's (shard, row) and label.
 """
@@ -63,7 +63,7 @@ class WindowDataset(Dataset):
         shards, rows = self.shard[idx], self.row[idx]
         for k in np.unique(shards):
             at = shards == k
-            out[at] = self.store.features(self.shard_names[k])[rows[at]]
+            out[at] = self.store.read_rows(self.shard_names[k], rows[at])
         return out
 
     def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
