@@ -24,6 +24,11 @@ def _main(cfg: DictConfig) -> None:
         if not (legacy / "qpae" / "cli" / "pretrain.py").is_file():
             raise ValueError(f"legacy={cfg.legacy}: not a qpae checkout (no qpae/cli/pretrain.py under it)")
         checkouts["legacy"] = legacy
+    for name, size in cfg.sizes.items():
+        if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+            raise ValueError(
+                f"sizes.{name} must be [speakers, repetitions], whole numbers >= 1; got {list(size)}"
+            )
     sizes = {str(k): (int(v[0]), int(v[1])) for k, v in cfg.sizes.items()}
     data = Path(cfg.paths.data).resolve()
     resize = [int(v) for v in cfg.resize] if cfg.resize else None
