@@ -81,8 +81,6 @@ def outputs(net: nn.Module, clips: Clips, batch_size: int = 256) -> Outputs:
         feats.append(f)
         logits.append(z)
         labels.append(y)
-    if not labels:
-        return Outputs(torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long))
     return Outputs(torch.cat(logits), torch.cat(feats), torch.cat(labels))
 
 

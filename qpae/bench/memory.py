@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,7 +141,8 @@ def pretrain_peaks(
                 if not resize
                 else work_dir / f"{name}-{size}-{resize[0]}x{resize[1]}"
             )
-            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root, ignore_errors=True)  # "first" must find no store of an earlier invocation
+            root.mkdir(parents=True)
             for run in ("first", "second"):
                 cmd = pretrain_command(speakers, reps, epochs, root, data_dir, resize)
                 log.info("%s %s (%d speakers x 10 digits x %d) %s run", name, size, speakers, reps, run)

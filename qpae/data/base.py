@@ -492,9 +492,10 @@ class AudioDataModule(L.LightningDataModule):
         group (the speaker, or the label where recordings name no speaker)."""
         out, real = [], RealPaths()
         root = str(self.data_dir.resolve())
+        prefix = root if root.endswith(os.sep) else root + os.sep
         for r in recordings:
             path = real(r.path)
-            rid = path[len(root) + 1 :] if path.startswith(root + os.sep) else path
+            rid = path[len(prefix) :] if path.startswith(prefix) else path
             out.append(Source(rid, r.path, r.speaker or r.label, r.label))
         return out
 

@@ -195,7 +195,7 @@ class FeatureStore:
 
     def __getstate__(self) -> dict:
         """DataLoader workers and DDP processes check and locate the shards themselves."""
-        return {**self.__dict__, "_layouts": {}, "_verified": set()}
+        return {**self.__dict__, "_layouts": {}}
 
     # --- the index ------------------------------------------------------------------------
     @contextmanager
@@ -662,10 +662,17 @@ class FeatureStore:
                 )
             chunk = column.chunk(0)
             values = chunk.values.buffers()[1]
-            offset = values.address - whole.address
-            self._layouts[shard] = (offset, len(chunk), chunk.type.list_size)
+            n, dim = len(chunk), chunk.type.list_size
+            offset = values.address - whole.address + 2 * chunk.values.offset
+            if offset < 0 or offset + 2 * n * dim > whole.size:  # read with a copy: not this writer's file
+                raise StoreError(
+                    f"feature store {self.root}: shard {shard}'s features do not lie in the file as written "
+                    f"(compressed or rewritten by another tool?). Rebuild: {REBUILD}"
+                )
+            st = os.stat(path)
+            self._layouts[shard] = (offset, n, dim, st.st_ino, st.st_size)
             del whole, column, chunk, values  # unmapped: nothing of the shard stays in this process
-        return self._layouts[shard]
+        return self._layouts[shard][:3]
 
     def read_rows(self, shard: str, rows: np.ndarray) -> np.ndarray:
         """Rows of a shard's features, [len(rows), dim] float16, read with ``os.pread`` (runs of
@@ -681,8 +688,20 @@ class FeatureStore:
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
-        fd = os.open(self.shard_dir / shard, os.O_RDONLY)
         try:
+            fd = os.open(self.shard_dir / shard, os.O_RDONLY)
+        except FileNotFoundError:
+            raise StoreError(
+                f"feature store {self.root}: shard {shard} is missing. Rebuild: {REBUILD}"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if (st.st_ino, st.st_size) != self._layouts[shard][3:]:
+                # another process replaced the shard under the same name (a purge, then a rebuild)
+                raise StoreError(
+                    f"feature store {self.root}: shard {shard} changed on disk since this process checked it "
+                    f"(another process rebuilt it?); start the run again. Rebuild if it persists: {REBUILD}"
+                )
             gathered = np.empty((len(rows), dim), dtype=np.float16)
             for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
                 first, count = int(sorted_rows[start]), int(stop - start)

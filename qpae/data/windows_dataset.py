@@ -114,6 +114,8 @@ def take(
 def batches(clips: tuple[torch.Tensor, torch.Tensor] | WindowDataset, batch_size: int):
     """(x, y) batches in order, from tensors or read from the store one batch at a time."""
     n = count(clips)
+    if n == 0:  # one empty batch, as Tensor.split gives: a model's outputs keep their shapes
+        yield take(clips, torch.arange(0))
     for start in range(0, n, batch_size):
         yield take(clips, torch.arange(start, min(n, start + batch_size)))
 

@@ -184,8 +184,10 @@ def unlearn_request(
             receipt["purge"] = {
                 "status": "pending",
                 "speakers": [names[c] for c in request.forget_classes],
-                "how_to_finish": f"qpae-store dataset={datamodule.name} paths.data=<this run's> store.action=purge "
-                f"'store.speakers={json.dumps([names[c] for c in request.forget_classes])}'",
+                "how_to_finish": f"qpae-store dataset={datamodule.name} paths.data=<the run's data folder> "
+                f"paths.cache=<each of: {', '.join(purge_caches(model.meta, datamodule))}> store.action=purge "
+                f"'store.speakers={json.dumps([names[c] for c in request.forget_classes], ensure_ascii=False)}' "
+                "(the receipt stays pending: the stores' purge records, qpae-store status, then show it done)",
             }
         publish_files(
             output_dir,
@@ -307,6 +309,17 @@ def run_requests(
         "\n  ".join(copies),
     )
     return reports
+
+
+def purge_caches(meta: dict, datamodule: AudioDataModule) -> list[str]:
+    """The feature caches a purge of this run reaches: this run's and the one the original was
+    trained from."""
+    artifacts = meta.get("training_artifacts") or {}
+    return list(
+        dict.fromkeys(
+            str(Path(c).resolve()) for c in (datamodule.cache_dir, artifacts.get("feature_cache")) if c
+        )
+    )
 
 
 def residual_copies(

@@ -157,3 +157,11 @@ def test_audit_model_reports_unlearning_metrics_and_finds_the_original_fa():
     # the model itself is already back at the original's FA: 0 relearning steps, not "never"
     res, _ = audit_model(net, data, forget, num_classes, settings, original_fa=res["FA"])
     assert res["relearn_orig_whole"] == 0 and res["relearn_orig_head"] == 0
+
+
+def test_outputs_of_an_empty_clip_set_keep_their_shapes():
+    from qpae.audit.run import outputs
+
+    net = _LogitsAreFeatures(3)
+    found = outputs(net, (torch.empty(0, 3), torch.empty(0, dtype=torch.long)))
+    assert found.logits.shape == (0, 3) and found.features.shape == (0, 3) and found.labels.shape == (0,)
