@@ -317,7 +317,7 @@ def purge_caches(meta: dict, datamodule: AudioDataModule) -> list[str]:
     artifacts = meta.get("training_artifacts") or {}
     return list(
         dict.fromkeys(
-            str(Path(c).resolve()) for c in (datamodule.cache_dir, artifacts.get("feature_cache")) if c
+            str(Path(c).resolve()) for c in (artifacts.get("feature_cache"), datamodule.cache_dir) if c
         )
     )
 
@@ -329,9 +329,7 @@ def residual_copies(
     after an unlearning run: qpae does not delete them (they are the operator's to purge) —
     except the feature stores, when the run purges them."""
     artifacts = meta.get("training_artifacts") or {}
-    caches = dict.fromkeys(
-        str(Path(c).resolve()) for c in (artifacts.get("feature_cache"), datamodule.cache_dir) if c
-    )
+    caches = purge_caches(meta, datamodule)
     out = (
         []
         if purging
