@@ -10,6 +10,8 @@
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 #   make memory                                 peak memory as the corpus grows; store add/purge cost
+#   make serve                                  the erasure service's HTTP API + worker (qpae-erase)
+#   make service-bench                          its latencies and an API load test
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -46,7 +48,7 @@ FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput memory clean
+.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput memory serve service-bench clean
 
 install: $(VENV)/.installed
 
@@ -96,6 +98,16 @@ throughput: install
 
 memory: install
 	$(PY) -m qpae.cli.memory $(ARGS)
+
+# the erasure service: its HTTP API on 127.0.0.1 with a worker, for the deployment in
+# runs/../service (start one first: qpae-erase init MODEL_FILE dataset=… paths.data=…).
+# QPAE_API_TOKEN must hold the bearer token every call but /health needs.
+serve: install
+	$(PY) -m qpae.cli.erase serve $(ARGS)
+
+# the service's latencies (masked, erased; a queue of 20) and a load test of its API
+service-bench: install
+	$(PY) -m qpae.cli.service_bench $(ARGS)
 
 clean:
 	rm -rf runs checkpoints results .cache wandb .pytest_cache

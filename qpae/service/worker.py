@@ -1,0 +1,286 @@
+"""The queue worker: erase each received request in order, as sequential requests on the
+deployment's model, and register the erased version.
+
+One worker per deployment (a lock; a second refuses). A request interrupted by a crash (it is
+``running`` when a worker starts) is re-run from the parent version it started from; its
+unfinished outputs lie in a work folder of that attempt, which is discarded. The erasure starts
+from the newest *unmasked* version (a masked one only negates head rows); after it, every
+request received but not yet erased is masked again on top, so that the current version never
+recognises anyone who asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qpae.checkpoints import read_model
+from qpae.service.ledger import Ledger, Request, Version, now
+from qpae.service.masking import masked_model
+from qpae.service.registry import Timeout
+from qpae.service.service import ErasureService, RefusedError
+
+log = logging.getLogger(__name__)
+
+
+def erasure_base(service: ErasureService, version: Version) -> Version:
+    """The newest version in ``version``'s lineage that is not only masked."""
+    while version.kind == "masked":
+        parent = service.ledger.version(version.parent) if version.parent else None
+        if parent is None:
+            raise RuntimeError(f"masked version {version.sha256[:16]}… has no registered parent")
+        version = parent
+    return version
+
+
+def run_overrides(service: ErasureService, request: Request, parent: Version, work: Path) -> list[str]:
+    """The ``qpae-unlearn`` config of one erasure: the deployment's settings, the parent model as
+    input, this attempt's work folder as output, the request's speakers by name, no purge (the
+    worker purges after registering)."""
+    settings = json.loads(service.ledger.deployment(request.deployment)["run_overrides"])
+    return [
+        "logger=none",
+        *settings["overrides"],
+        f"method={settings['method']}",
+        f"input={service.registry.model_path(parent.sha256)}",
+        f"paths.output_dir={work}",
+        f"output_dir={work}",
+        f"paths.runs={service.registry.work / 'runs'}",
+        "forget=" + json.dumps(list(request.class_names), ensure_ascii=False),
+        "record_latest=false",
+        "purge=false",
+    ]
+
+
+def default_erase(overrides: list[str]) -> None:
+    """Run ``qpae-unlearn`` with ``overrides`` in this process."""
+    from qpae.pipeline.config import compose
+    from qpae.pipeline.unlearn import unlearn
+
+    unlearn(compose("unlearn", overrides))
+
+
+def default_purge(overrides: list[str], parent_meta: dict, speakers: list[str], reason: str) -> dict | None:
+    """Delete ``speakers``' features from the dataset's feature stores (the run's and the original
+    model's); None when the deployment's classes are not speakers and purge was left unset."""
+    import hydra
+
+    from qpae.data.store import purge_everywhere
+    from qpae.pipeline.config import compose
+    from qpae.unlearning.runner import purge_caches
+
+    cfg = compose("unlearn", overrides)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    if not datamodule.label_is_speaker:
+        return None
+    already = set(datamodule.store().purged())
+    todo = [s for s in speakers if s not in already]
+    if not todo:
+        return {"speakers": [], "already_purged": speakers}
+    record = purge_everywhere(
+        purge_caches(parent_meta, datamodule), datamodule.name, datamodule.store_folder, todo, reason
+    )
+    datamodule.store().release()
+    return record
+
+
+class Worker:
+    def __init__(
+        self,
+        service: ErasureService,
+        deployment: str,
+        erase: Callable[[list[str]], None] = default_erase,
+        purge: Callable[..., dict | None] = default_purge,
+    ) -> None:
+        self.service, self.deployment = service, deployment
+        self.erase, self.purge = erase, purge
+        self.service.ledger.deployment(deployment)  # an unknown deployment fails now
+
+    def run(self, follow: bool = False, poll_s: float = 0.5, max_requests: int | None = None) -> list[int]:
+        """Process the queue in order; with ``follow``, keep waiting for new requests."""
+        lock = self.service.registry.exclusive(f"worker-{self.deployment}")
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RefusedError(
+                f"another worker is processing deployment {self.deployment!r} of {self.service.root} "
+                f"(it holds {lock.lock_file})"
+            ) from None
+        done: list[int] = []
+        try:
+            self.recover()
+            while max_requests is None or len(done) < max_requests:
+                queued = self.service.ledger.requests(self.deployment, ("queued",))
+                if not queued:
+                    if not follow:
+                        break
+                    time.sleep(poll_s)
+                    continue
+                self.process(queued[0])
+                done.append(queued[0].id)
+        finally:
+            lock.release()
+        return done
+
+    def recover(self) -> None:
+        """Requests a killed worker left running go back to the queue (re-run from their parent);
+        purges a killed worker left pending are finished."""
+        with self.service.change() as db:
+            for r in self.service.ledger.requests(self.deployment, ("running",), db):
+                Ledger.update_request(db, r.id, status="queued")
+                Ledger.add_event(db, self.deployment, "recovered", r.id, r.parent, attempt=r.attempts)
+                log.warning(
+                    "request %d was interrupted (attempt %d): re-running it from its parent", r.id, r.attempts
+                )
+        for r in self.service.ledger.requests(self.deployment, ("erased",)):
+            if r.purge == "pending":
+                self.finish_purge(r)
+
+    def process(self, request: Request) -> None:
+        service = self.service
+        with service.change() as db:
+            current = service.ledger.current(self.deployment, db)
+            parent = (
+                service.ledger.version(request.parent, db)
+                if request.parent
+                else erasure_base(service, current)
+            )
+            attempt = request.attempts + 1
+            Ledger.update_request(
+                db, request.id, status="running", started_at=now(), attempts=attempt, parent=parent.sha256
+            )
+            Ledger.add_event(
+                db,
+                self.deployment,
+                "started",
+                request.id,
+                parent.sha256,
+                attempt=attempt,
+                worker_pid=os.getpid(),
+            )
+        request = service.ledger.request(request.id)
+        work = service.registry.work / f"request-{request.id}-attempt-{attempt}"
+        shutil.rmtree(work, ignore_errors=True)
+        overrides = run_overrides(service, request, parent, work)
+        log.info("request %d: erasing %s from %s…", request.id, list(request.class_names), parent.sha256[:16])
+        try:
+            self.erase(overrides)
+        except Exception as err:  # the run refused or failed: recorded, the mask stays
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            with service.change() as db:
+                Ledger.update_request(db, request.id, status="failed", error=message, finished_at=now())
+                Ledger.add_event(db, self.deployment, "failed", request.id, parent.sha256, error=message)
+            log.error("request %d failed (its speakers stay masked): %s", request.id, message)
+            return
+        self.register(request, parent, work / "request-01")
+        shutil.rmtree(work, ignore_errors=True)
+        request = service.ledger.request(request.id)
+        if request.purge == "pending":
+            self.finish_purge(request)
+
+    def register(self, request: Request, parent: Version, out: Path) -> None:
+        """Register the erased version, mask every request still waiting on top of it, and make
+        the result current — one change."""
+        service = self.service
+        data = (out / "model.pt").read_bytes()
+        receipt = json.loads((out / "receipt.json").read_text(encoding="utf-8"))
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        erased = read_model(out / "model.pt")
+        names = list(erased.meta["data"]["class_names"])
+        forgotten = [names[c] for c in erased.meta.get("forgotten_classes", [])]
+        deployment = service.ledger.deployment(self.deployment)
+        purge = deployment["purge"]
+        with service.change() as db:
+            sha = service.add_version(
+                db,
+                data,
+                self.deployment,
+                "erased",
+                parent.sha256,
+                request,
+                forgotten,
+                [],
+                extra={"erasure_receipt": receipt, "schedule": metrics.get("schedule")},
+                metrics={"before": metrics.get("before"), "after": metrics.get("after")},
+            )
+            finished = now()
+            Ledger.update_request(
+                db,
+                request.id,
+                status="erased",
+                erased_version=sha,
+                finished_at=finished,
+                purge=None if purge == 0 else "pending",
+                error=None,
+            )
+            Ledger.add_event(db, self.deployment, "erased", request.id, sha)
+            # everyone who asked and is not erased in this version stays masked
+            waiting = [
+                n
+                for r in service.ledger.requests(self.deployment, db=db)
+                for n in r.class_names
+                if n not in forgotten
+            ]
+            waiting = list(dict.fromkeys(waiting))
+            current = sha
+            if waiting:
+                current = service.add_version(
+                    db,
+                    masked_model(erased, [names.index(n) for n in waiting]),
+                    self.deployment,
+                    "masked",
+                    sha,
+                    None,
+                    forgotten,
+                    waiting,
+                    extra={
+                        "notice": "masked, not erased: the erased version above, with the speakers of "
+                        "requests not yet erased masked on top"
+                    },
+                )
+            service.set_current(db, self.deployment, current, f"request {request.id} erased", request.id)
+        log.info("request %d erased: version %s", request.id, sha[:16])
+
+    def finish_purge(self, request: Request) -> None:
+        service = self.service
+        parent = service.ledger.version(request.parent) if request.parent else None
+        parent_meta = read_model(service.registry.model_path(parent.sha256)).meta if parent else {}
+        work = service.registry.work / f"purge-{request.id}"
+        record = self.purge(
+            run_overrides(service, request, parent, work) if parent else [],
+            parent_meta,
+            list(request.class_names),
+            f"qpae-erase request {request.id}",
+        )
+        with service.change() as db:
+            if record is None:
+                Ledger.update_request(db, request.id, purge=None)
+                Ledger.add_event(
+                    db, self.deployment, "purge-skipped", request.id, reason="classes are not speakers"
+                )
+                return
+            service.append_record(
+                db,
+                "purge",
+                self.deployment,
+                {"purge": record, "request_id": request.id},
+                request.erased_version,
+                request.id,
+            )
+            Ledger.update_request(db, request.id, purge="done")
+            Ledger.add_event(
+                db,
+                self.deployment,
+                "purged",
+                request.id,
+                request.erased_version,
+                speakers=record.get("speakers"),
+            )
+        shutil.rmtree(work, ignore_errors=True)
