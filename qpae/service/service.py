@@ -213,7 +213,8 @@ class ErasureService:
             try:
                 indices = ClassSelection(names=tuple(speakers)).resolve(class_names)
             except RequestError as err:
-                raise RefusedError(str(err)) from None
+                # qpae-unlearn's hint (forget_index=) does not apply: the service takes names only
+                raise RefusedError(str(err).split(" A number in forget=")[0]) from None
             names = [class_names[i] for i in indices]
             self._check_new(db, deployment, current, names, len(class_names))
             cur = db.execute(
