@@ -34,6 +34,7 @@ import numpy as np
 from qpae.service.service import ErasureService
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per call would drown the log
 
 
 def _free_port() -> int:
@@ -92,7 +93,7 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def _new_service(work: Path, name: str, model: Path, run_overrides: list[str]) -> ErasureService:
-    service = ErasureService(work / name)
+    service = ErasureService(work / name, create=True)
     service.init("default", model, run_overrides, "qpae", False)
     return service
 

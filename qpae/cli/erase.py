@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace, service_overrides: list[str], run_overrides: 
 
     cfg = compose("erase", service_overrides)
     service_cfg = cfg.service
-    service = ErasureService(service_cfg.root, service_cfg.ledger)
+    service = ErasureService(service_cfg.root, service_cfg.ledger, create=args.action == "init")
     deployment = str(service_cfg.deployment)
 
     if args.action == "init":

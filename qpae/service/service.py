@@ -39,10 +39,16 @@ class Verdict:
 class ErasureService:
     """One service folder: ``ledger.sqlite``, ``models/``, ``receipts/``, ``work/``."""
 
-    def __init__(self, root: str | Path, ledger: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path, ledger: str | Path | None = None, create: bool = False) -> None:
         self.root = Path(root)
+        ledger_path = Path(ledger or self.root / "ledger.sqlite")
+        if not create and not ledger_path.is_file():  # a mistyped folder creates nothing
+            raise LedgerError(
+                f"no ledger at {ledger_path}: start a deployment there with `qpae-erase init MODEL_FILE …` "
+                "(or point service.root= / service.ledger= at an existing one)"
+            )
         self.registry = Registry(self.root)
-        self.ledger = Ledger(ledger or self.root / "ledger.sqlite")
+        self.ledger = Ledger(ledger_path)
 
     # changes ------------------------------------------------------------------------------
     @contextlib.contextmanager

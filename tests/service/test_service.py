@@ -41,7 +41,7 @@ def erase_without_training(overrides: list[str]) -> None:
 
 @pytest.fixture
 def service(tmp_path, pretrained) -> ErasureService:
-    svc = ErasureService(tmp_path / "service")
+    svc = ErasureService(tmp_path / "service", create=True)
     svc.init("default", pretrained, ["dataset=synthetic_speakers"], "qpae", False)
     return svc
 
@@ -237,3 +237,19 @@ def test_a_deployment_starts_once_from_a_real_unmasked_model(service, tmp_path, 
     with pytest.raises(RefusedError, match="is a masked version"):
         service.init("other", masked, [], "qpae", None)
     assert json.loads(service.ledger.deployment("default")["run_overrides"])["method"] == "qpae"
+
+
+def test_the_cli_refuses_a_folder_without_a_ledger_and_creates_nothing(tmp_path, capsys):
+    from qpae.cli.erase import main
+
+    missing = tmp_path / "typo"
+    assert main(["status", f"service.root={missing}"]) == 2
+    assert "no ledger at" in capsys.readouterr().err and not missing.exists()
+
+
+def test_the_cli_takes_settings_only_where_they_belong(tmp_path):
+    from qpae.cli.erase import main
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage error, status 2
+        main(["submit", "spk01", "dataset=fsdd", f"service.root={tmp_path}"])
+    assert exit_info.value.code == 2

@@ -38,7 +38,7 @@ def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synt
         "unlearn.epochs=2",
     ]
 
-    service = ErasureService(tmp_path / "service")
+    service = ErasureService(tmp_path / "service", create=True)
     service.init("default", original, run, "qpae", True)
     first, second = service.submit("default", ["spk01"]), service.submit("default", ["spk06"])
     assert Worker(service, "default").run() == [first.id, second.id]
