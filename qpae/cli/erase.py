@@ -107,11 +107,18 @@ def _run(args: argparse.Namespace, service_overrides: list[str], run_overrides: 
 
     cfg = compose("erase", service_overrides)
     service_cfg = cfg.service
-    service = ErasureService(service_cfg.root, service_cfg.ledger, create=args.action == "init")
     deployment = str(service_cfg.deployment)
-
     if args.action == "init":
-        return _init(service, deployment, args.model_file, run_overrides)
+        settings = _deployment_settings(run_overrides)  # checked before anything is created
+        service = ErasureService(service_cfg.root, service_cfg.ledger, create=True)
+        version = service.init(deployment, args.model_file, *settings)
+        print(
+            f"deployment {deployment!r} starts from version {version.sha256} "
+            f"({service.registry.model_path(version.sha256)})"
+        )
+        return 0
+    service = ErasureService(service_cfg.root, service_cfg.ledger)
+
     if args.action == "submit":
         request = service.submit(deployment, args.speakers, args.requester)
         _print(request.public())
@@ -184,7 +191,11 @@ def _run(args: argparse.Namespace, service_overrides: list[str], run_overrides: 
     raise AssertionError(args.action)
 
 
-def _init(service, deployment: str, model_file: str, run_overrides: list[str]) -> int:
+def _deployment_settings(run_overrides: list[str]) -> tuple[list[str], str, bool | None]:
+    """(overrides, method, purge) of ``init``: checked by composing them as a run would."""
+    import hydra
+    from hydra.errors import HydraException
+
     from qpae.pipeline.config import compose
 
     method, purge, kept = "qpae", None, []
@@ -201,15 +212,12 @@ def _init(service, deployment: str, model_file: str, run_overrides: list[str]) -
         else:
             kept.append(o)
     # a typo in a setting fails now, not in the worker hours later
-    cfg = compose("unlearn", ["logger=none", *kept, f"method={method}", "paths.output_dir=/nonexistent"])
-    import hydra
-
+    try:
+        cfg = compose("unlearn", ["logger=none", *kept, f"method={method}", "paths.output_dir=/nonexistent"])
+    except HydraException as err:
+        raise ValueError(f"the deployment's settings do not compose: {str(err).splitlines()[0]}") from None
     hydra.utils.instantiate(cfg.unlearn)
-    version = service.init(deployment, model_file, kept, method, purge)
-    print(
-        f"deployment {deployment!r} starts from version {version.sha256} ({service.registry.model_path(version.sha256)})"
-    )
-    return 0
+    return kept, method, purge
 
 
 def _print(obj: dict) -> None:

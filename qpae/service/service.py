@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qpae.checkpoints import ModelFile, read_model
+from qpae.checkpoints import ModelFile, build_net, model_bytes, read_model
 from qpae.service.chain import chain_problem, make_record, record_bytes
 from qpae.service.ledger import VERSION_LABELS, Ledger, LedgerError, Request, Version, now
 from qpae.service.masking import masked_model
@@ -160,7 +160,12 @@ class ErasureService:
             raise RefusedError(f"{model_path} records no class names: the service resolves requests by name")
         names = model.meta["data"]["class_names"]
         forgotten = [names[c] for c in model.meta.get("forgotten_classes", [])]
-        data = Path(model_path).read_bytes()
+        # the deployment's name goes into the file, and from it into every version made from it:
+        # two deployments of one model never share a version (nor a masked one, for one request)
+        meta = {**model.meta, "service_deployment": deployment}
+        net = build_net(meta)
+        net.load_state_dict(model.state_dict)
+        data = model_bytes(net, meta)
         with self.change() as db:
             if db.execute("SELECT 1 FROM deployments WHERE name = ?", (deployment,)).fetchone():
                 raise RefusedError(f"deployment {deployment!r} exists already in {self.ledger.path}")
@@ -186,7 +191,7 @@ class ErasureService:
                 forgotten,
                 [],
                 extra={
-                    "started_from": str(Path(model_path).resolve()),
+                    "started_from": {"path": str(Path(model_path).resolve()), "sha256": model.sha256},
                     "run_overrides": list(run_overrides),
                     "method": method,
                     "purge": purge,
@@ -350,9 +355,14 @@ class ErasureService:
             return Verdict(False, f"the receipt chain is broken: {problem}")
         version = self.ledger.version(sha)
         if version is None:
-            return Verdict(
-                False, f"{path} (sha256 {sha[:16]}…) is not a registered version of {self.ledger.path}"
-            )
+            reason = f"{path} (sha256 {sha[:16]}…) is not a registered version of {self.ledger.path}"
+            for name in self.ledger.deployments():  # the file a deployment was started from?
+                original = self.ledger.versions(name)[0]
+                if (self.receipt(original).get("started_from") or {}).get("sha256") == sha:
+                    reason += (
+                        f" (deployment {name!r} was started from it: its original is {original.sha256[:16]}…)"
+                    )
+            return Verdict(False, reason)
         current = self.ledger.current(version.deployment)
         requests = self.ledger.requests(version.deployment)
         erased = [r.id for r in requests if set(r.class_names) <= set(version.forgotten)]

@@ -158,7 +158,9 @@ def test_an_interrupted_request_is_rerun_once_from_its_parent(service, fake_eras
     assert [v.kind for v in service.ledger.versions("default")].count("erased") == 1
 
 
-def test_verify_names_the_version_its_requests_and_a_tampered_receipt(service, tmp_path, fake_erase):
+def test_verify_names_the_version_its_requests_and_a_tampered_receipt(
+    service, tmp_path, pretrained, fake_erase
+):
     service.submit("default", ["spk01"])
     Worker(service, "default", erase=fake_erase).run()
     service.submit("default", ["spk06"])
@@ -170,6 +172,10 @@ def test_verify_names_the_version_its_requests_and_a_tampered_receipt(service, t
     stranger.write_bytes(b"not a model")
     verdict = service.verify(stranger)
     assert not verdict.ok and "is not a registered version" in verdict.reason
+    # the file a deployment was started from is not one of its versions (the registry's copy
+    # records the deployment's name), but verify says which deployment it started
+    verdict = service.verify(pretrained)
+    assert not verdict.ok and "deployment 'default' was started from it" in verdict.reason
     record = service.registry.record_path(3)
     record.write_text(record.read_text().replace("spk01", "spk07"))
     verdict = service.verify(service.registry.model_path(current.sha256))
@@ -253,3 +259,22 @@ def test_the_cli_takes_settings_only_where_they_belong(tmp_path):
     with pytest.raises(SystemExit) as exit_info:  # argparse: usage error, status 2
         main(["submit", "spk01", "dataset=fsdd", f"service.root={tmp_path}"])
     assert exit_info.value.code == 2
+
+
+def test_two_deployments_of_one_model_never_share_a_version(service, pretrained):
+    staging = service.init("staging", pretrained, [], "qpae", False)
+    assert staging.sha256 != service.ledger.versions("default")[0].sha256
+    a, b = service.submit("default", ["spk01"]), service.submit("staging", ["spk01"])
+    assert a.masked_version != b.masked_version
+    assert service.ledger.version(b.masked_version).deployment == "staging"
+    assert service.ledger.current("default").sha256 == a.masked_version
+
+
+def test_init_with_settings_that_do_not_compose_creates_nothing(tmp_path, pretrained, capsys):
+    from qpae.cli.erase import main
+
+    root = tmp_path / "svc"
+    assert main(["init", str(pretrained), "dataset=nosuch", f"service.root={root}"]) == 2
+    assert "do not compose" in capsys.readouterr().err and not root.exists()
+    assert main(["init", str(pretrained), "forget=[spk01]", f"service.root={root}"]) == 2
+    assert "set by the service for each request" in capsys.readouterr().err and not root.exists()
