@@ -169,7 +169,9 @@ def certification_clips(datamodule: AudioDataModule, request: ForgetRequest, ret
     is an error: ε over so few clips says nothing."""
     if isinstance(retained, bool) or not isinstance(retained, int) or retained < 1:
         raise ValueError(f"certify.retained_clips must be a whole number >= 1, got {retained!r}")
-    forget = datamodule.forget_set(request.all_forgotten, "train").tensors
+    # this request's own clips (the same as every forgotten class's for a first request); every
+    # forgotten class stays out of the retained sample and of the retained test clips
+    forget = datamodule.forget_set(request.forget_classes, "train").tensors
     if len(forget[1]) < MIN_FORGET_CLIPS:
         raise ValueError(
             f"the forget set has {len(forget[1])} training clips; certifying needs at least {MIN_FORGET_CLIPS}"

@@ -191,17 +191,20 @@ def _run(args: argparse.Namespace, service_overrides: list[str], run_overrides: 
     raise AssertionError(args.action)
 
 
-def _deployment_settings(run_overrides: list[str]) -> tuple[list[str], str, bool | None]:
-    """(overrides, method, purge) of ``init``: checked by composing them as a run would."""
+def _deployment_settings(run_overrides: list[str]) -> tuple[list[str], str, bool | None, list[str]]:
+    """(overrides, method, purge, certify overrides) of ``init``: checked by composing them as a
+    run (and, with ``certify.n=N``, a certification) would."""
     import hydra
     from hydra.errors import HydraException
 
     from qpae.pipeline.config import compose
 
-    method, purge, kept = "qpae", None, []
+    method, purge, kept, certify = "qpae", None, [], []
     for o in run_overrides:
         key, _, value = o.partition("=")
-        if key == "method":
+        if key.startswith("certify."):
+            certify.append(o)
+        elif key == "method":
             method = value
         elif key == "purge":
             if value not in ("true", "false", "null"):
@@ -217,7 +220,18 @@ def _deployment_settings(run_overrides: list[str]) -> tuple[list[str], str, bool
     except HydraException as err:
         raise ValueError(f"the deployment's settings do not compose: {str(err).splitlines()[0]}") from None
     hydra.utils.instantiate(cfg.unlearn)
-    return kept, method, purge
+    if certify:
+        if not any(o.startswith("certify.n=") for o in certify):
+            raise ValueError(
+                "certify.* settings certify each erasure only with certify.n=N (models per ensemble)"
+            )
+        skip = ("logger", "record_latest")
+        certify_run = [o for o in kept if o.partition("=")[0].lstrip("+~") not in skip]
+        try:
+            compose("certify", [*certify_run, *certify, f"method={method}", "paths.output_dir=/nonexistent"])
+        except HydraException as err:
+            raise ValueError(f"the certify.* settings do not compose: {str(err).splitlines()[0]}") from None
+    return kept, method, purge, certify
 
 
 def _print(obj: dict) -> None:

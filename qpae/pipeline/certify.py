@@ -134,10 +134,8 @@ def _certified(cfg: DictConfig, original_sha256: str) -> tuple[Path, dict] | Non
             f"{model} was not unlearned from {cfg.input} (its receipt names input sha256 "
             f"{receipt['weights']['input_sha256'][:16]}…): certify it against the model it started from (input=…)"
         )
-    if receipt["request"].get("previously_forgotten"):
-        raise ValueError(
-            f"{model} continues a sequence of requests: certify a single request from the original"
-        )
+    # a step of a sequence is certified from the model it started from (input=, checked above):
+    # its request carries the classes forgotten before, and the ensembles start from the same model
     return model, receipt
 
 
@@ -147,7 +145,10 @@ def _check_method(receipt: dict, cfg: DictConfig) -> None:
     fresh = hydra.utils.instantiate(cfg.unlearn).config()
     recorded = receipt["method"]
     differ = sorted(
-        k for k in fresh if json.dumps(fresh[k], default=str) != json.dumps(recorded.get(k), default=str)
+        k
+        for k in fresh
+        if json.dumps(fresh[k], default=str, sort_keys=True)
+        != json.dumps(recorded.get(k), default=str, sort_keys=True)
     )
     if differ:
         shown = ", ".join(f"{k}: run {recorded.get(k)!r} vs here {fresh[k]!r}" for k in differ[:4])
@@ -197,7 +198,9 @@ def plan(cfg: DictConfig) -> dict:
             f"{certified[0]} forgot {certified[1]['request']['forget_class_names']}, not "
             f"{[names[c] for c in request.forget_classes]}"
         )
-    datamodule.require_data(request.all_forgotten, "certification")
+    # ε is measured on this request's clips: classes forgotten before it (possibly purged since)
+    # had their own certificates
+    datamodule.require_data(request.forget_classes, "certification")
     clips = ens.certification_clips(datamodule, request, cfg.certify.retained_clips)
     check_training_samples(request, datamodule)
     for method in methods.values():

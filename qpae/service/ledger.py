@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS requests (
     masked_version TEXT,
     erased_version TEXT,
     purge TEXT,                    -- null, pending or done
+    certificate TEXT,              -- null, pending, done or failed
     error TEXT,
     received_at TEXT NOT NULL,
     masked_at TEXT,
@@ -146,6 +147,7 @@ class Version:
             "created_at": self.created_at,
             "receipt_seq": self.receipt_seq,
             **({"metrics_after": self.metrics.get("after")} if self.metrics else {}),
+            **({"certificate": self.certificate} if self.certificate else {}),
         }
 
 
@@ -171,6 +173,7 @@ class Request:
     masked_version: str | None
     erased_version: str | None
     purge: str | None
+    certificate: str | None
     error: str | None
     received_at: str
     masked_at: str | None
@@ -192,6 +195,7 @@ class Request:
             masked_version=row["masked_version"],
             erased_version=row["erased_version"],
             purge=row["purge"],
+            certificate=row["certificate"],
             error=row["error"],
             received_at=row["received_at"],
             masked_at=row["masked_at"],
@@ -213,6 +217,7 @@ class Request:
             "masked_version": self.masked_version,
             "erased_version": self.erased_version,
             "purge": self.purge,
+            "certificate": self.certificate,
             "error": self.error,
             "received_at": self.received_at,
             "masked_at": self.masked_at,

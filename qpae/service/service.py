@@ -147,6 +147,7 @@ class ErasureService:
         run_overrides: Sequence[str],
         method: str,
         purge: bool | None,
+        certify: Sequence[str] = (),
     ) -> Version:
         """Start ``deployment`` from a model file (copied into the registry as its original)."""
         if not deployment or not deployment.replace("-", "").replace("_", "").isalnum():
@@ -176,7 +177,14 @@ class ErasureService:
                 (
                     deployment,
                     "",
-                    json.dumps({"overrides": list(run_overrides), "method": method, "purge": purge}),
+                    json.dumps(
+                        {
+                            "overrides": list(run_overrides),
+                            "method": method,
+                            "purge": purge,
+                            "certify": list(certify),
+                        }
+                    ),
                     -1 if purge is None else int(purge),
                     now(),
                 ),
@@ -195,6 +203,7 @@ class ErasureService:
                     "run_overrides": list(run_overrides),
                     "method": method,
                     "purge": purge,
+                    "certify": list(certify),
                 },
             )
             db.execute("UPDATE deployments SET current = ? WHERE name = ?", (sha, deployment))

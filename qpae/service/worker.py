@@ -91,6 +91,36 @@ def default_purge(overrides: list[str], parent_meta: dict, speakers: list[str], 
     return record
 
 
+def default_certify(overrides: list[str]) -> dict:
+    """Certify one erasure with ``qpae-certify``'s pipeline; the certificate's body."""
+    from qpae.pipeline.certify import certify
+    from qpae.pipeline.config import compose
+
+    return certify(compose("certify", overrides))
+
+
+def certify_overrides(
+    service: ErasureService, request: Request, parent: Version, run: Path, out: Path
+) -> list[str]:
+    """The ``qpae-certify`` config of one erasure: the deployment's data and method settings (those
+    a certification has: no logger, purge or bookkeeping keys), its ``certify.*`` settings, the
+    parent model as input and the erased model (in ``run``, beside its receipt) as the one
+    certified."""
+    settings = json.loads(service.ledger.deployment(request.deployment)["run_overrides"])
+    skip = ("logger", "record_latest", "purge")
+    kept = [o for o in settings["overrides"] if o.partition("=")[0].lstrip("+~") not in skip]
+    return [
+        *kept,
+        *settings["certify"],
+        f"method={settings['method']}",
+        f"input={service.registry.model_path(parent.sha256)}",
+        f"certify.model={run / 'model.pt'}",
+        "forget=" + json.dumps(list(request.class_names), ensure_ascii=False),
+        "wandb=false",
+        f"paths.output_dir={out}",
+    ]
+
+
 class Worker:
     def __init__(
         self,
@@ -98,9 +128,10 @@ class Worker:
         deployment: str,
         erase: Callable[[list[str]], None] = default_erase,
         purge: Callable[..., dict | None] = default_purge,
+        certify: Callable[[list[str]], dict] = default_certify,
     ) -> None:
         self.service, self.deployment = service, deployment
-        self.erase, self.purge = erase, purge
+        self.erase, self.purge, self.certify = erase, purge, certify
         self.service.ledger.deployment(deployment)  # an unknown deployment fails now
 
     def run(self, follow: bool = False, poll_s: float = 0.5, max_requests: int | None = None) -> list[int]:
@@ -140,7 +171,9 @@ class Worker:
                     "request %d was interrupted (attempt %d): re-running it from its parent", r.id, r.attempts
                 )
         for r in self.service.ledger.requests(self.deployment, ("erased",)):
-            if r.purge == "pending":
+            if r.certificate == "pending":
+                self.finish_certificate(r)
+            if self.service.ledger.request(r.id).purge == "pending":
                 self.finish_purge(r)
 
     def process(self, request: Request) -> None:
@@ -181,6 +214,9 @@ class Worker:
             return
         self.register(request, parent, work / "request-01")
         shutil.rmtree(work, ignore_errors=True)
+        # the certificate needs the speaker's clips: before the purge deletes them
+        if service.ledger.request(request.id).certificate == "pending":
+            self.finish_certificate(service.ledger.request(request.id))
         request = service.ledger.request(request.id)
         if request.purge == "pending":
             self.finish_purge(request)
@@ -197,6 +233,7 @@ class Worker:
         forgotten = [names[c] for c in erased.meta.get("forgotten_classes", [])]
         deployment = service.ledger.deployment(self.deployment)
         purge = deployment["purge"]
+        certify = json.loads(deployment["run_overrides"]).get("certify")
         with service.change() as db:
             sha = service.add_version(
                 db,
@@ -218,6 +255,7 @@ class Worker:
                 erased_version=sha,
                 finished_at=finished,
                 purge=None if purge == 0 else "pending",
+                certificate="pending" if certify else None,
                 error=None,
             )
             Ledger.add_event(db, self.deployment, "erased", request.id, sha)
@@ -284,3 +322,50 @@ class Worker:
                 speakers=record.get("speakers"),
             )
         shutil.rmtree(work, ignore_errors=True)
+
+    def finish_certificate(self, request: Request) -> None:
+        """Certify the request's erased version against its parent (qpae-certify's ensembles, cached
+        by content and shared by later requests); the certificate becomes a record of the chain and
+        its summary part of the version. A failed certification is recorded; the erasure stands."""
+        from qpae.pipeline.certify import summary
+
+        service = self.service
+        version = service.ledger.version(request.erased_version)
+        parent = service.ledger.version(request.parent)
+        folder = service.registry.work / f"certify-{request.id}"
+        shutil.rmtree(folder, ignore_errors=True)
+        run = folder / "run"
+        run.mkdir(parents=True)
+        shutil.copyfile(service.registry.model_path(version.sha256), run / "model.pt")
+        receipt = service.receipt(version)["erasure_receipt"]
+        (run / "receipt.json").write_text(json.dumps(receipt, indent=2), encoding="utf-8")
+        try:
+            body = self.certify(certify_overrides(service, request, parent, run, folder / "out"))
+        except Exception as err:  # recorded; the purge still follows
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            with service.change() as db:
+                Ledger.update_request(db, request.id, certificate="failed")
+                Ledger.add_event(
+                    db, self.deployment, "certificate-failed", request.id, version.sha256, error=message
+                )
+            log.error("request %d: certification failed: %s", request.id, message)
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        with service.change() as db:
+            service.append_record(
+                db,
+                "certificate",
+                self.deployment,
+                {"request_id": request.id, "certificate": body},
+                version.sha256,
+                request.id,
+            )
+            db.execute(
+                "UPDATE versions SET certificate = ? WHERE sha256 = ?",
+                (json.dumps(summary(body)), version.sha256),
+            )
+            Ledger.update_request(db, request.id, certificate="done")
+            Ledger.add_event(
+                db, self.deployment, "certified", request.id, version.sha256, valid=body.get("valid")
+            )
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@ each erased speaker's features, each purge a record of the receipt chain."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import hydra
@@ -16,9 +17,8 @@ from qpae.service.worker import Worker
 from conftest import SYNTHETIC_8
 
 
-@pytest.mark.slow
-def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synthetic_root, pretrained):
-    # a copy of the session's store (and a model naming it), so that the purge reaches no other test
+def own_store(tmp_path, feature_cache, pretrained):
+    """A copy of the session's store and a model naming it: a purge here reaches no other test."""
     cache = tmp_path / "cache"
     shutil.copytree(feature_cache / "store", cache / "store")
     model = read_model(pretrained)
@@ -30,6 +30,12 @@ def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synt
     net.load_state_dict(model.state_dict)
     original = tmp_path / "original.pt"
     save_model(original, net, meta)
+    return cache, original
+
+
+@pytest.mark.slow
+def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synthetic_root, pretrained):
+    cache, original = own_store(tmp_path, feature_cache, pretrained)
     run = [
         f"paths.cache={cache}",
         f"paths.data={synthetic_root}",
@@ -57,3 +63,42 @@ def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synt
     assert [r["request_id"] for r in purges] == [first.id, second.id]
     assert service.chain_problem() is None
     assert not any(service.registry.work.iterdir())  # work folders are discarded once registered
+
+
+@pytest.mark.slow
+def test_each_erasure_of_a_sequence_is_certified_before_its_purge(
+    tmp_path, feature_cache, synthetic_root, pretrained
+):
+    cache, original = own_store(tmp_path, feature_cache, pretrained)
+    run = [
+        f"paths.cache={cache}",
+        f"paths.data={synthetic_root}",
+        *SYNTHETIC_8,
+        "schedule=paper",
+        "unlearn.epochs=2",
+    ]
+    certify = ["certify.n=6", "certify.launcher=basic", "certify.retrain.epochs=2"]
+    service = ErasureService(tmp_path / "service", create=True)
+    service.init("default", original, run, "qpae", True, certify)
+    first, second = service.submit("default", ["spk01"]), service.submit("default", ["spk06"])
+    assert Worker(service, "default").run() == [first.id, second.id]
+    for request in (first, second):
+        request = service.ledger.request(request.id)
+        assert (request.status, request.certificate, request.purge) == ("erased", "done", "done")
+        summary = service.ledger.version(request.erased_version).certificate
+        assert summary["n"] == 6 and isinstance(summary["valid"], bool)
+    records = [r for r in service.ledger.chain() if r["kind"] in ("certificate", "purge")]
+    # each certificate comes before its purge: it needs the speaker's clips
+    assert [(r["kind"], r["request_id"]) for r in records] == [
+        ("certificate", first.id),
+        ("purge", first.id),
+        ("certificate", second.id),
+        ("purge", second.id),
+    ]
+    second_certificate = service.receipt(
+        service.ledger.version(service.ledger.request(second.id).erased_version)
+    )
+    assert second_certificate["kind"] == "erased"
+    body = json.loads(service.registry.read_record(records[2]["seq"]))["certificate"]
+    assert body["forget_class_names"] == ["spk06"]  # the second step: ε on its own speaker's clips
+    assert service.chain_problem() is None
