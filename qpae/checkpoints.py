@@ -12,6 +12,7 @@ loaded, so a receipt describes the file that was used, not whatever lies at its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -60,10 +61,20 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power cut
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save_model(path: str | Path, net: nn.Module, meta: dict) -> str:

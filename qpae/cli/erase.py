@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, service_overrides: list[str], run_overrides: list[str]) -> int:
     from qpae.pipeline.config import compose
-    from qpae.service.service import ErasureService
+    from qpae.service.service import ErasureService, check_initial
 
     cfg = compose("erase", service_overrides)
     service_cfg = cfg.service
     deployment = str(service_cfg.deployment)
     if args.action == "init":
         settings = _deployment_settings(run_overrides)  # checked before anything is created
+        check_initial(deployment, args.model_file)
         service = ErasureService(service_cfg.root, service_cfg.ledger, create=True)
         version = service.init(deployment, args.model_file, *settings)
         print(

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS requests (
     parent TEXT,                   -- the version its erasure starts from (set when it starts)
     masked_version TEXT,
     erased_version TEXT,
-    purge TEXT,                    -- null, pending or done
+    purge TEXT,                    -- null, pending, done or failed
     certificate TEXT,              -- null, pending, done or failed
     error TEXT,
     received_at TEXT NOT NULL,
@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS chain (
     version TEXT,
     request_id INTEGER,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service (
+    key TEXT PRIMARY KEY,          -- 'root': the service folder this ledger's files live in
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -49,6 +49,25 @@ class ErasureService:
             )
         self.registry = Registry(self.root)
         self.ledger = Ledger(ledger_path)
+        # one ledger, one folder: two ledgers in one folder would delete each other's files as
+        # orphans, and one ledger over two folders would split its models and its worker locks
+        root_id = str(self.root.resolve())
+        with self.ledger.transaction() as db:
+            row = db.execute("SELECT value FROM service WHERE key = 'root'").fetchone()
+            if row is None:
+                if db.execute("SELECT COUNT(*) FROM chain").fetchone()[0]:
+                    raise LedgerError(f"{ledger_path} records no service folder but has receipts")
+                db.execute("INSERT INTO service (key, value) VALUES ('root', ?)", (root_id,))
+            elif row[0] != root_id:
+                raise LedgerError(
+                    f"{ledger_path} belongs to the service folder {row[0]}, not {root_id}: one ledger per "
+                    "folder (set service.root to its folder, or service.ledger to this folder's ledger)"
+                )
+        if any(
+            p.name.endswith(".sqlite") and p.resolve() != ledger_path.resolve()
+            for p in self.root.glob("*.sqlite")
+        ):
+            raise LedgerError(f"{self.root} holds another ledger: one ledger per service folder")
 
     # changes ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -150,15 +169,7 @@ class ErasureService:
         certify: Sequence[str] = (),
     ) -> Version:
         """Start ``deployment`` from a model file (copied into the registry as its original)."""
-        if not deployment or not deployment.replace("-", "").replace("_", "").isalnum():
-            raise RefusedError(f"a deployment name is letters, digits, - and _, got {deployment!r}")
-        model = read_model(model_path)  # FileNotFoundError / ValueError: not a model file
-        if model.meta.get("masked_classes"):
-            raise RefusedError(
-                f"{model_path} is a masked version; start a deployment from an erased or pretrained model"
-            )
-        if not (model.meta.get("data") or {}).get("class_names"):
-            raise RefusedError(f"{model_path} records no class names: the service resolves requests by name")
+        model = check_initial(deployment, model_path)
         names = model.meta["data"]["class_names"]
         forgotten = [names[c] for c in model.meta.get("forgotten_classes", [])]
         # the deployment's name goes into the file, and from it into every version made from it:
@@ -299,6 +310,7 @@ class ErasureService:
                     f"version {version.sha256[:16]}… belongs to deployment {version.deployment!r}"
                 )
             blocked = set(version.forgotten) | set(version.masked)
+            requeue = []
             for r in self.ledger.requests(deployment, db=db):
                 exposed = [n for n in r.class_names if n not in blocked]
                 if exposed:
@@ -306,6 +318,15 @@ class ErasureService:
                         f"version {version.sha256[:16]}… recognises {exposed}, who asked to be forgotten "
                         f"(request {r.id}, {r.status}): rolling back to it would undo their request"
                     )
+                if r.status == "erased" and not set(r.class_names) <= set(version.forgotten):
+                    # only masked there: the request is erased again from that version's base,
+                    # which needs the speaker's clips
+                    if r.purge == "done":
+                        raise RefusedError(
+                            f"version {version.sha256[:16]}… only masks {list(r.class_names)} (request {r.id}), "
+                            "whose features were purged after their erasure: they could not be erased again"
+                        )
+                    requeue.append(r)
             current = self.ledger.current(deployment, db)
             if current.sha256 == version.sha256:
                 raise RefusedError(f"version {version.sha256[:16]}… is already current")
@@ -317,6 +338,18 @@ class ErasureService:
                 version.sha256,
             )
             self.set_current(db, deployment, version.sha256, "rollback")
+            for r in requeue:
+                Ledger.update_request(
+                    db, r.id, status="queued", parent=None, erased_version=None, finished_at=None
+                )
+                Ledger.add_event(
+                    db,
+                    deployment,
+                    "requeued",
+                    r.id,
+                    version.sha256,
+                    why="rolled back to a version that only masks the request's speakers",
+                )
         return version
 
     # reads ------------------------------------------------------------------------------------
@@ -389,6 +422,21 @@ class ErasureService:
     def load_current(self, deployment: str) -> tuple[Version, ModelFile]:
         current = self.ledger.current(deployment)
         return current, read_model(self.registry.model_path(current.sha256))
+
+
+def check_initial(deployment: str, model_path: str | Path) -> ModelFile:
+    """The checks of ``init`` that need no ledger: a usable deployment name and a model file that
+    can start one (read, not masked, with class names)."""
+    if not deployment or not deployment.replace("-", "").replace("_", "").isalnum():
+        raise RefusedError(f"a deployment name is letters, digits, - and _, got {deployment!r}")
+    model = read_model(model_path)  # FileNotFoundError / ValueError: not a model file
+    if model.meta.get("masked_classes"):
+        raise RefusedError(
+            f"{model_path} is a masked version; start a deployment from an erased or pretrained model"
+        )
+    if not (model.meta.get("data") or {}).get("class_names"):
+        raise RefusedError(f"{model_path} records no class names: the service resolves requests by name")
+    return model
 
 
 def _request_summary(request: Request) -> dict:

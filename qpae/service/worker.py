@@ -20,12 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qpae.checkpoints import read_model
+from qpae.pipeline.certify import hydra_value
 from qpae.service.ledger import Ledger, Request, Version, now
 from qpae.service.masking import masked_model
 from qpae.service.registry import Timeout
 from qpae.service.service import ErasureService, RefusedError
 
 log = logging.getLogger(__name__)
+
+# a request whose run killed the worker this many times is failed, not re-run forever
+MAX_ATTEMPTS = 3
 
 
 def erasure_base(service: ErasureService, version: Version) -> Version:
@@ -47,11 +51,15 @@ def run_overrides(service: ErasureService, request: Request, parent: Version, wo
         "logger=none",
         *settings["overrides"],
         f"method={settings['method']}",
-        f"input={service.registry.model_path(parent.sha256)}",
-        f"paths.output_dir={work}",
-        f"output_dir={work}",
-        f"paths.runs={service.registry.work / 'runs'}",
-        "forget=" + json.dumps(list(request.class_names), ensure_ascii=False),
+        f"input={hydra_value(str(service.registry.model_path(parent.sha256)))}",
+        f"paths.output_dir={hydra_value(str(work))}",
+        f"output_dir={hydra_value(str(work))}",
+        f"paths.runs={hydra_value(str(service.registry.work / 'runs'))}",
+        # the indices the names were resolved to at submission, against this deployment's classes
+        # (every version of a deployment has the same classes in the same order; the run's receipt
+        # is checked against the names before it is registered): no name passes through Hydra's
+        # parser, whatever characters it holds
+        "forget_index=[" + ",".join(str(i) for i in request.class_indices) + "]",
         "record_latest=false",
         "purge=false",
     ]
@@ -113,11 +121,11 @@ def certify_overrides(
         *kept,
         *settings["certify"],
         f"method={settings['method']}",
-        f"input={service.registry.model_path(parent.sha256)}",
-        f"certify.model={run / 'model.pt'}",
-        "forget=" + json.dumps(list(request.class_names), ensure_ascii=False),
+        f"input={hydra_value(str(service.registry.model_path(parent.sha256)))}",
+        f"certify.model={hydra_value(str(run / 'model.pt'))}",
+        "forget_index=[" + ",".join(str(i) for i in request.class_indices) + "]",
         "wandb=false",
-        f"paths.output_dir={out}",
+        f"paths.output_dir={hydra_value(str(out))}",
     ]
 
 
@@ -165,6 +173,13 @@ class Worker:
         purges a killed worker left pending are finished."""
         with self.service.change() as db:
             for r in self.service.ledger.requests(self.deployment, ("running",), db):
+                self.discard_work(r.id)
+                if r.attempts >= MAX_ATTEMPTS:  # a run that kills its worker every time (OOM…)
+                    message = f"interrupted {r.attempts} times (the worker died during each run)"
+                    Ledger.update_request(db, r.id, status="failed", error=message, finished_at=now())
+                    Ledger.add_event(db, self.deployment, "failed", r.id, r.parent, error=message)
+                    log.error("request %d failed (its speakers stay masked): %s", r.id, message)
+                    continue
                 Ledger.update_request(db, r.id, status="queued")
                 Ledger.add_event(db, self.deployment, "recovered", r.id, r.parent, attempt=r.attempts)
                 log.warning(
@@ -175,6 +190,19 @@ class Worker:
                 self.finish_certificate(r)
             if self.service.ledger.request(r.id).purge == "pending":
                 self.finish_purge(r)
+
+    def discard_work(self, request_id: int) -> None:
+        """Remove the work folders of a request's earlier attempts (partly unlearned models)."""
+        for folder in self.service.registry.work.glob(f"request-{request_id}-attempt-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def fail(self, request: Request, parent: Version, err: BaseException) -> None:
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        with self.service.change() as db:
+            Ledger.update_request(db, request.id, status="failed", error=message, finished_at=now())
+            Ledger.add_event(db, self.deployment, "failed", request.id, parent.sha256, error=message)
+        self.discard_work(request.id)
+        log.error("request %d failed (its speakers stay masked): %s", request.id, message)
 
     def process(self, request: Request) -> None:
         service = self.service
@@ -205,15 +233,13 @@ class Worker:
         log.info("request %d: erasing %s from %s…", request.id, list(request.class_names), parent.sha256[:16])
         try:
             self.erase(overrides)
+            registered = self.register(request, parent, work / "request-01")
         except Exception as err:  # the run refused or failed: recorded, the mask stays
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
-            with service.change() as db:
-                Ledger.update_request(db, request.id, status="failed", error=message, finished_at=now())
-                Ledger.add_event(db, self.deployment, "failed", request.id, parent.sha256, error=message)
-            log.error("request %d failed (its speakers stay masked): %s", request.id, message)
+            self.fail(request, parent, err)
             return
-        self.register(request, parent, work / "request-01")
         shutil.rmtree(work, ignore_errors=True)
+        if not registered:
+            return
         # the certificate needs the speaker's clips: before the purge deletes them
         if service.ledger.request(request.id).certificate == "pending":
             self.finish_certificate(service.ledger.request(request.id))
@@ -221,7 +247,7 @@ class Worker:
         if request.purge == "pending":
             self.finish_purge(request)
 
-    def register(self, request: Request, parent: Version, out: Path) -> None:
+    def register(self, request: Request, parent: Version, out: Path) -> bool:
         """Register the erased version, mask every request still waiting on top of it, and make
         the result current — one change."""
         service = self.service
@@ -231,10 +257,28 @@ class Worker:
         erased = read_model(out / "model.pt")
         names = list(erased.meta["data"]["class_names"])
         forgotten = [names[c] for c in erased.meta.get("forgotten_classes", [])]
+        if receipt["request"]["forget_class_names"] != list(request.class_names):
+            raise RuntimeError(
+                f"the run forgot {receipt['request']['forget_class_names']}, not the request's "
+                f"{list(request.class_names)}: nothing was registered"
+            )
         deployment = service.ledger.deployment(self.deployment)
         purge = deployment["purge"]
         certify = json.loads(deployment["run_overrides"]).get("certify")
         with service.change() as db:
+            if erasure_base(service, service.ledger.current(self.deployment, db)).sha256 != parent.sha256:
+                # rolled back during the run: this erasure starts from a version no longer deployed
+                Ledger.update_request(db, request.id, status="queued", parent=None)
+                Ledger.add_event(
+                    db,
+                    self.deployment,
+                    "replanned",
+                    request.id,
+                    parent.sha256,
+                    why="the deployment was rolled back while the request ran; it runs again from the new base",
+                )
+                log.warning("request %d: rolled back during its run; queued again", request.id)
+                return False
             sha = service.add_version(
                 db,
                 data,
@@ -285,18 +329,28 @@ class Worker:
                 )
             service.set_current(db, self.deployment, current, f"request {request.id} erased", request.id)
         log.info("request %d erased: version %s", request.id, sha[:16])
+        return True
 
     def finish_purge(self, request: Request) -> None:
         service = self.service
         parent = service.ledger.version(request.parent) if request.parent else None
         parent_meta = read_model(service.registry.model_path(parent.sha256)).meta if parent else {}
         work = service.registry.work / f"purge-{request.id}"
-        record = self.purge(
-            run_overrides(service, request, parent, work) if parent else [],
-            parent_meta,
-            list(request.class_names),
-            f"qpae-erase request {request.id}",
-        )
+        try:
+            record = self.purge(
+                run_overrides(service, request, parent, work) if parent else [],
+                parent_meta,
+                list(request.class_names),
+                f"qpae-erase request {request.id}",
+            )
+        except Exception as err:  # recorded (qpae-store … store.action=purge finishes it by hand)
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            with service.change() as db:
+                Ledger.update_request(db, request.id, purge="failed")
+                Ledger.add_event(db, self.deployment, "purge-failed", request.id, error=message)
+            log.error("request %d: the purge failed: %s", request.id, message)
+            shutil.rmtree(work, ignore_errors=True)
+            return
         with service.change() as db:
             if record is None:
                 Ledger.update_request(db, request.id, purge=None)
@@ -335,12 +389,13 @@ class Worker:
         folder = service.registry.work / f"certify-{request.id}"
         shutil.rmtree(folder, ignore_errors=True)
         run = folder / "run"
-        run.mkdir(parents=True)
-        shutil.copyfile(service.registry.model_path(version.sha256), run / "model.pt")
-        receipt = service.receipt(version)["erasure_receipt"]
-        (run / "receipt.json").write_text(json.dumps(receipt, indent=2), encoding="utf-8")
         try:
+            run.mkdir(parents=True)
+            shutil.copyfile(service.registry.model_path(version.sha256), run / "model.pt")
+            receipt = service.receipt(version)["erasure_receipt"]
+            (run / "receipt.json").write_text(json.dumps(receipt, indent=2), encoding="utf-8")
             body = self.certify(certify_overrides(service, request, parent, run, folder / "out"))
+            brief = json.dumps(summary(body))
         except Exception as err:  # recorded; the purge still follows
             message = f"{type(err).__name__}: {err}".splitlines()[0]
             with service.change() as db:
@@ -360,10 +415,7 @@ class Worker:
                 version.sha256,
                 request.id,
             )
-            db.execute(
-                "UPDATE versions SET certificate = ? WHERE sha256 = ?",
-                (json.dumps(summary(body)), version.sha256),
-            )
+            db.execute("UPDATE versions SET certificate = ? WHERE sha256 = ?", (brief, version.sha256))
             Ledger.update_request(db, request.id, certificate="done")
             Ledger.add_event(
                 db, self.deployment, "certified", request.id, version.sha256, valid=body.get("valid")

@@ -18,8 +18,14 @@ from qpae.service.worker import Worker
 
 
 def settings(overrides: list[str]) -> dict[str, str]:
-    """The last value of each key, as Hydra reads a command line."""
-    return {k: v for k, _, v in (o.partition("=") for o in overrides)}
+    """The last value of each key, as Hydra reads a command line (quoted paths unquoted)."""
+    out = {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if len(value) > 1 and value[0] == value[-1] == "'":
+            value = value[1:-1].replace("\\'", "'").replace("\\${", "${")
+        out[key] = value
+    return out
 
 
 def erase_without_training(overrides: list[str]) -> None:
@@ -28,14 +34,15 @@ def erase_without_training(overrides: list[str]) -> None:
     s = settings(overrides)
     parent = read_model(s["input"])
     names = parent.meta["data"]["class_names"]
-    forget = [names.index(n) for n in json.loads(s["forget"])]
+    forget = json.loads(s["forget_index"])
     meta = {**parent.meta, "forgotten_classes": sorted({*parent.meta.get("forgotten_classes", []), *forget})}
     net = build_net(meta)
     net.load_state_dict(parent.state_dict)
     out = Path(s["output_dir"]) / "request-01"
     out.mkdir(parents=True)
     (out / "model.pt").write_bytes(model_bytes(net, meta))
-    (out / "receipt.json").write_bytes(json_bytes({"request": {"forget_classes": forget}}))
+    request = {"forget_classes": forget, "forget_class_names": [names[c] for c in forget]}
+    (out / "receipt.json").write_bytes(json_bytes({"request": request}))
     (out / "metrics.json").write_bytes(json_bytes({"before": {"FA": 90.0}, "after": {"FA": 0.0}}))
 
 
@@ -184,29 +191,36 @@ def test_verify_names_the_version_its_requests_and_a_tampered_receipt(
 
 def test_rollback_is_recorded_and_never_undoes_a_request(service, fake_erase):
     original = service.ledger.current("default")
-    service.submit("default", ["spk01"])
+    request = service.submit("default", ["spk01"])
     masked = service.ledger.current("default")
     Worker(service, "default", erase=fake_erase).run()
     erased = service.ledger.current("default")
     with pytest.raises(RefusedError, match=r"recognises \['spk01'\], who asked to be forgotten \(request 1"):
         service.rollback("default", original.sha256)
     assert service.ledger.current("default") == erased
-    assert service.rollback("default", masked.sha256[:12]) == masked  # a prefix names it
-    assert service.ledger.current("default") == masked
-    assert service.ledger.chain()[-1]["kind"] == "rollback"
-    assert [e["kind"] for e in service.ledger.events("default")][-1] == "current"
-    assert len(service.ledger.versions("default")) == 3  # nothing deleted
     with pytest.raises(RefusedError, match="already current"):
-        service.rollback("default", masked.sha256)
+        service.rollback("default", erased.sha256)
     with pytest.raises(RefusedError, match="no registered version"):
         service.rollback("default", "0123456789abcdef")
     with pytest.raises(RefusedError, match="at least 8"):
         service.rollback("default", "12")
-    # the next erasure starts from the newest unmasked ancestor, and spk01 stays masked on top
-    service.submit("default", ["spk02"])
+    # back to the version that only masks spk01: allowed, and the request is erased again from
+    # that version's base (it does not stay "erased" while only masked)
+    assert service.rollback("default", masked.sha256[:12]) == masked  # a prefix names it
+    assert service.ledger.current("default") == masked
+    assert service.ledger.chain()[-1]["kind"] == "rollback"
+    assert service.ledger.request(request.id).status == "queued"
+    assert [e["kind"] for e in service.ledger.events("default")][-2:] == ["current", "requeued"]
+    assert len(service.ledger.versions("default")) == 3  # nothing deleted
     Worker(service, "default", erase=fake_erase).run()
-    current = service.ledger.current("default")
-    assert current.masked == ("spk01",) and current.forgotten == ("spk02",)
+    assert service.ledger.request(request.id).status == "erased"
+    assert service.ledger.current("default").forgotten == ("spk01",)
+    # once a speaker's features are purged, a rollback to a mask of them is refused: they could
+    # not be erased again
+    with service.change() as db:
+        Ledger.update_request(db, request.id, purge="done")
+    with pytest.raises(RefusedError, match="whose features were purged"):
+        service.rollback("default", masked.sha256)
 
 
 def test_killed_changes_leave_no_registered_half_and_their_files_go(service):
@@ -278,3 +292,20 @@ def test_init_with_settings_that_do_not_compose_creates_nothing(tmp_path, pretra
     assert "do not compose" in capsys.readouterr().err and not root.exists()
     assert main(["init", str(pretrained), "forget=[spk01]", f"service.root={root}"]) == 2
     assert "set by the service for each request" in capsys.readouterr().err and not root.exists()
+
+
+def test_one_ledger_per_service_folder(tmp_path, service):
+    with pytest.raises(LedgerError, match="belongs to the service folder"):
+        ErasureService(tmp_path / "elsewhere", service.ledger.path)
+    with pytest.raises(LedgerError, match="holds another ledger"):
+        ErasureService(service.root, service.root / "second.sqlite", create=True)
+
+
+def test_a_request_whose_run_kills_its_worker_every_time_fails_after_three_attempts(service, fake_erase):
+    request = service.submit("default", ["spk05"])
+    with service.change() as db:  # the third attempt's worker died too
+        Ledger.update_request(db, request.id, status="running", attempts=3, parent=request.masked_version)
+    assert Worker(service, "default", erase=fake_erase).run() == []
+    request = service.ledger.request(request.id)
+    assert request.status == "failed" and "interrupted 3 times" in request.error
+    assert service.ledger.current("default").masked == ("spk05",)  # still masked
