@@ -249,8 +249,9 @@ class Ledger:
                     f"{self.path} has ledger schema {version}, newer than this qpae's ({SCHEMA_VERSION}): "
                     "it was written by a newer qpae; upgrade qpae (nothing was changed)"
                 )
-            if version == 0:  # a new ledger (IF NOT EXISTS: two processes may create it at once)
-                db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            # a new ledger, or one this schema version adds tables to (IF NOT EXISTS: idempotent,
+            # and two processes may open a new ledger at once)
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

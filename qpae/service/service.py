@@ -55,8 +55,14 @@ class ErasureService:
         with self.ledger.transaction() as db:
             row = db.execute("SELECT value FROM service WHERE key = 'root'").fetchone()
             if row is None:
-                if db.execute("SELECT COUNT(*) FROM chain").fetchone()[0]:
-                    raise LedgerError(f"{ledger_path} records no service folder but has receipts")
+                # a ledger from before the folder was recorded: adopted where its receipts are
+                if (
+                    db.execute("SELECT COUNT(*) FROM chain").fetchone()[0]
+                    and not self.registry.record_path(1).is_file()
+                ):
+                    raise LedgerError(
+                        f"{ledger_path} has receipts, but not in {self.root}: point service.root at its folder"
+                    )
                 db.execute("INSERT INTO service (key, value) VALUES ('root', ?)", (root_id,))
             elif row[0] != root_id:
                 raise LedgerError(
