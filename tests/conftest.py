@@ -119,3 +119,24 @@ def pretrained(tmp_path_factory, feature_cache, synthetic_root) -> Path:
     metrics = pretrain(cfg)
     assert metrics["test/acc"] > 0.75, metrics  # measured 0.86; chance is 0.125
     return Path(cfg.output)
+
+
+def store_copy(tmp_path: Path, feature_cache: Path, pretrained: Path) -> tuple[Path, Path]:
+    """A copy of the session's feature store and of the pretrained model, the copy naming it as
+    its cache: a purge there never reaches the store every other test reads. (cache, model)."""
+    import shutil
+
+    from qpae.checkpoints import build_net, read_model, save_model
+
+    cache = tmp_path / "cache"
+    shutil.copytree(feature_cache / "store", cache / "store")
+    model = read_model(pretrained)
+    meta = {
+        **model.meta,
+        "training_artifacts": {**model.meta.get("training_artifacts", {}), "feature_cache": str(cache)},
+    }
+    net = build_net(meta)
+    net.load_state_dict(model.state_dict)
+    original = tmp_path / "original.pt"
+    save_model(original, net, meta)
+    return cache, original

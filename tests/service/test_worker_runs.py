@@ -4,38 +4,20 @@ each erased speaker's features, each purge a record of the receipt chain."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import hydra
 import pytest
 
-from qpae.checkpoints import build_net, read_model, save_model
 from qpae.pipeline.config import compose
 from qpae.service.service import ErasureService
 from qpae.service.worker import Worker
 
-from conftest import SYNTHETIC_8
-
-
-def own_store(tmp_path, feature_cache, pretrained):
-    """A copy of the session's store and a model naming it: a purge here reaches no other test."""
-    cache = tmp_path / "cache"
-    shutil.copytree(feature_cache / "store", cache / "store")
-    model = read_model(pretrained)
-    meta = {
-        **model.meta,
-        "training_artifacts": {**model.meta.get("training_artifacts", {}), "feature_cache": str(cache)},
-    }
-    net = build_net(meta)
-    net.load_state_dict(model.state_dict)
-    original = tmp_path / "original.pt"
-    save_model(original, net, meta)
-    return cache, original
+from conftest import SYNTHETIC_8, store_copy
 
 
 @pytest.mark.slow
 def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synthetic_root, pretrained):
-    cache, original = own_store(tmp_path, feature_cache, pretrained)
+    cache, original = store_copy(tmp_path, feature_cache, pretrained)
     run = [
         f"paths.cache={cache}",
         f"paths.data={synthetic_root}",
@@ -69,7 +51,7 @@ def test_sequential_erasures_with_purge_after_each(tmp_path, feature_cache, synt
 def test_each_erasure_of_a_sequence_is_certified_before_its_purge(
     tmp_path, feature_cache, synthetic_root, pretrained
 ):
-    cache, original = own_store(tmp_path, feature_cache, pretrained)
+    cache, original = store_copy(tmp_path, feature_cache, pretrained)
     run = [
         f"paths.cache={cache}",
         f"paths.data={synthetic_root}",

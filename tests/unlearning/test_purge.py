@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import hydra
 import pytest
 
-from qpae.checkpoints import build_net, read_model, save_model
+from qpae.checkpoints import read_model
 from qpae.data.store import PurgedError
 from qpae.pipeline.audit import run_audit
 from qpae.pipeline.config import compose
@@ -16,7 +15,7 @@ from qpae.pipeline.store import run as store_run
 from qpae.pipeline.unlearn import unlearn
 from qpae.unlearning.receipt import verify_receipt
 
-from conftest import SYNTHETIC_8, compose_config
+from conftest import SYNTHETIC_8, compose_config, store_copy
 
 FAST = ["unlearn.epochs=2", "unlearn.lr=3e-4"]
 
@@ -25,17 +24,7 @@ FAST = ["unlearn.epochs=2", "unlearn.lr=3e-4"]
 def own_store(tmp_path, feature_cache, synthetic_root, pretrained):
     """A copy of the session's store and of the pretrained model that names it as its cache: a
     purge here never reaches the store every other test reads."""
-    cache = tmp_path / "cache"
-    shutil.copytree(feature_cache / "store", cache / "store")
-    model = read_model(pretrained)
-    meta = {
-        **model.meta,
-        "training_artifacts": {**model.meta.get("training_artifacts", {}), "feature_cache": str(cache)},
-    }
-    net = build_net(meta)
-    net.load_state_dict(model.state_dict)
-    original = tmp_path / "original.pt"
-    save_model(original, net, meta)
+    cache, original = store_copy(tmp_path, feature_cache, pretrained)
     base = [f"paths.cache={cache}", f"paths.data={synthetic_root}", *SYNTHETIC_8]
     return cache, original, base
 
