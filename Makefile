@@ -94,7 +94,7 @@ lint: install
 	$(VENV)/bin/ruff format --check qpae tests
 
 throughput: install
-	$(PY) -m qpae.cli.throughput $(DATA_ARG) $(ARGS)
+	$(PY) -m qpae.cli.throughput trainer=$(TRAINER) $(DATA_ARG) $(ARGS)
 
 memory: install
 	$(PY) -m qpae.cli.memory $(ARGS)

@@ -20,6 +20,19 @@ SHARED_DATA = Path(os.environ.get("QPAE_SHARED_DATA", ROOT.parent / "shared" / "
 WANDB_DIRS = ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests are skipped, visibly, on a machine without a CUDA GPU (as
+    lightning-hydra-template's ``RunIf``), rather than passing without running."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def temp_inside_pytest_basetemp(tmp_path_factory):
     """Everything the code under test puts in the system temp folder or W&B's home folders (media,

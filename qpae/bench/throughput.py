@@ -1,40 +1,177 @@
-"""Throughput benchmark: feature pipeline (decode + log-mel into the store) and training.
+"""Throughput benchmark: how close qpae's training loops come to what the device can do.
 
-Compares a Lightning epoch with a plain PyTorch loop over the same data, and a plain loop fed by
-the feature store (memory-mapped shards) with one fed by the same windows held in RAM as tensors
-(what qpae did before the store), so that the data pipeline is shown not to be the bottleneck. Run: ``make throughput DATA_DIR=../shared/data``
-(``qpae-throughput``; settings in ``conf/throughput.yaml``).
+For each network and feature size, four loops train on FSDD's training windows and are timed the
+same way (global steps after a warm-up, across epoch boundaries, the device synchronised before
+the clock is read):
+
+- ``pretrain``: qpae's pretraining loop (Lightning, ``ClassifierModule``, the data module's loader);
+- ``unlearn``: qpae's unlearning loop (Lightning, ``UnlearnModule`` with QPAudioEraser, the
+  forget + retained sampler);
+- ``plain``: a plain PyTorch loop on tensors already on the device, at the trainer's settings
+  (batch size, precision, memory format);
+- ``best``: the best plain loop this benchmark knows for the device (on a GPU: bf16 autocast,
+  channels_last, batch 256; on a CPU: float32, batch 256).
+
+The ratios ``pretrain/plain``, ``unlearn/plain``, ``pretrain/best`` and ``unlearn/best`` are the
+figures to read. Optionally also the feature pipeline's decode speed. Run: ``make throughput
+DATA_DIR=../shared/data`` (``TRAINER=gpu`` on a GPU; settings in ``conf/throughput.yaml``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from qpae.data.fsdd import FSDDDataModule
+from qpae.data.placement import ResidentWindows
 from qpae.models.classifier import ClassifierModule
 from qpae.models.factory import create_model
+from qpae.pipeline.device import build_trainer, has_conv2d, resolve_precision
+from qpae.unlearning.methods.base import TrainingData
+from qpae.unlearning.methods.qpae import QPAudioEraser
+from qpae.unlearning.module import UnlearnModule
+from qpae.unlearning.request import ForgetRequest
+
+log = logging.getLogger(__name__)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock reads finished steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class StepTimer(L.Callback):
-    """Wall time of training steps after ``warmup`` steps."""
+    """Samples per second of the training steps after the first ``warmup`` global steps.
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.samples = warmup, None, None, 0
+    Steps are counted by the timer itself, so epochs (whose ``batch_idx`` restarts) change
+    nothing; the clock is read after ``warmup`` steps and when training ends, each time after the
+    device has finished its queued work (``sync``). ``clock`` and ``sync`` can be replaced (tests).
+    """
+
+    def __init__(
+        self, warmup: int, clock: Callable[[], float] = time.perf_counter, sync: Callable | None = None
+    ) -> None:
+        if warmup < 1:
+            raise ValueError(f"warmup must be >= 1 step (the first steps pay start-up costs), got {warmup}")
+        self.warmup, self.clock, self.sync = warmup, clock, sync
+        self.steps = self.timed_steps = self.samples = 0
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def _now(self, trainer) -> float:
+        if self.sync is not None:
+            self.sync()
+        elif trainer is not None:
+            synchronize(trainer.strategy.root_device)
+        return self.clock()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if batch_idx == self.warmup - 1:
-            self.start = time.perf_counter()
-        elif batch_idx >= self.warmup:
+        self.steps += 1
+        if self.steps == self.warmup:
+            self.start = self._now(trainer)
+        elif self.steps > self.warmup:
+            self.timed_steps += 1
             self.samples += len(batch[1])
-            self.end = time.perf_counter()
+
+    def on_train_end(self, trainer, module) -> None:
+        if self.start is not None:
+            self.end = self._now(trainer)
+
+    @property
+    def samples_per_s(self) -> float:
+        if self.start is None or self.end is None or not self.timed_steps:
+            raise RuntimeError(
+                f"the timer saw {self.steps} steps, not more than its warm-up of {self.warmup}: raise steps"
+            )
+        return self.samples / (self.end - self.start)
+
+
+def autocast_dtype(precision: object) -> torch.dtype | None:
+    text = str(precision)
+    if text.startswith("bf16"):
+        return torch.bfloat16
+    if text.startswith("16"):
+        return torch.float16
+    return None
+
+
+def plain_loop(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    precision: object = "32-true",
+    channels_last: bool = False,
+    seed: int = 0,
+) -> dict:
+    """A plain PyTorch training loop on tensors already on the device (``x``, ``y``): AdamW,
+    cross-entropy, a fresh permutation each epoch; the same timing as :class:`StepTimer`."""
+    device = x.device
+    net = net.to(device)
+    if channels_last and has_conv2d(net):
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    dtype = autocast_dtype(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    timer = StepTimer(warmup, sync=partial(synchronize, device))
+    net.train()
+    while timer.steps < warmup + steps:
+        order = torch.randperm(len(y), generator=g).to(device)
+        for start in range(0, len(y), batch_size):
+            if timer.steps >= warmup + steps:
+                break
+            idx = order[start : start + batch_size]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.cross_entropy(net(xb), yb)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            timer.on_train_batch_end(None, None, None, (xb, yb), start)
+    timer.on_train_end(None, None)
+    return {"samples_per_s": timer.samples_per_s, "batch_size": batch_size, "precision": str(precision)}
+
+
+def lightning_loop(module: L.LightningModule, loader, trainer_cfg, steps: int, warmup: int) -> float:
+    """Samples/s of ``module`` trained by a Lightning Trainer built from ``trainer_cfg`` (as the
+    pipelines build theirs) for ``warmup + steps`` global steps."""
+    timer = StepTimer(warmup)
+    trainer = build_trainer(
+        trainer_cfg,
+        max_steps=warmup + steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tempfile.gettempdir(),
+        callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return timer.samples_per_s
+
+
+def root_device(trainer_cfg) -> torch.device:
+    """The device a one-device trainer config trains on."""
+    probe = build_trainer(trainer_cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    return probe.strategy.root_device
 
 
 def feature_pipeline(data_dir: Path) -> dict:
@@ -53,71 +190,108 @@ def feature_pipeline(data_dir: Path) -> dict:
     }
 
 
-def plain_loop(model: str, dm, steps: int, warmup: int, loader=None) -> float:
-    torch.manual_seed(0)
-    net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    net.train()
-    loader, n, start = loader or dm.train_dataloader(), 0, None
-    for i, (x, y) in enumerate(loader):
-        if i == steps:
-            break
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
-        if i == warmup - 1:
-            start = time.perf_counter()
-        elif i >= warmup:
-            n += len(y)
-    return n / (time.perf_counter() - start)
+def measure_network(
+    dm: FSDDDataModule,
+    network: str,
+    trainer_cfg: dict,
+    steps: int,
+    warmup: int,
+    best_batch_size: int = 256,
+) -> dict:
+    """The four loops of one network on one data module (already set up)."""
+    device = root_device(trainer_cfg)
+    dm.place_on(device)
+    shape = tuple(dm.input_shape[1:])
+    precision = resolve_precision(trainer_cfg.get("precision", "32-true"), str(trainer_cfg.get("accelerator")))
+    channels_last = bool((trainer_cfg.get("speed") or {}).get("channels_last")) and device.type != "cpu"
 
+    def net() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create_model(network, dm.num_classes, img_size=shape)
 
-def lightning_loop(model: str, dm, steps: int, warmup: int) -> float:
-    torch.manual_seed(0)
-    net = create_model(model, dm.num_classes, img_size=dm.input_shape[1:])
-    module = ClassifierModule(net, dm.num_classes, optimizer=partial(torch.optim.AdamW, lr=1e-3))
-    timer = StepTimer(warmup)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
-    return timer.samples / (timer.end - timer.start)
+    out: dict = {"network": network, "input": [1, *shape], "batch_size": dm.batch_size}
+    module = ClassifierModule(net(), dm.num_classes, optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    out["pretrain"] = lightning_loop(module, dm.train_dataloader(), trainer_cfg, steps, warmup)
 
+    request = ForgetRequest((0,), dm.num_classes)
+    method = QPAudioEraser()
+    unlearn = UnlearnModule(net(), method, request, TrainingData(dm, request))
+    out["unlearn"] = lightning_loop(unlearn, dm.unlearning_loader([0]), trainer_cfg, steps, warmup)
 
-def measure(data_dir: str | Path, model: str = "resnet18", steps: int = 25, warmup: int = 5) -> dict:
-    """Feature-pipeline speed on FSDD at ``data_dir``, and training samples/s of a Lightning epoch
-    vs a plain PyTorch loop over the same cached tensors (their ratio is the figure to read)."""
-    data_dir = Path(data_dir)
-    report = {"feature_pipeline": feature_pipeline(data_dir)}
-    with tempfile.TemporaryDirectory() as cache_dir:
-        dm = FSDDDataModule(data_dir, cache_dir=cache_dir)
-        dm.setup()
-        plain = plain_loop(model, dm, steps, warmup)
-        light = lightning_loop(model, dm, steps, warmup)
-        x, y = dm.dataset("train").tensors  # the training windows in RAM, as before the store
-        in_ram = DataLoader(
-            TensorDataset(x, y),
-            batch_size=dm.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(dm.order_seed),
-        )
-        ram = plain_loop(model, dm, steps, warmup, loader=in_ram)
-    report["training"] = {
-        "model": model,
-        "batch_size": dm.batch_size,
-        "threads": torch.get_num_threads(),
-        "plain_samples_per_s": round(plain, 1),
-        "lightning_samples_per_s": round(light, 1),
-        "lightning_vs_plain": round(light / plain, 3),
-        "in_ram_samples_per_s": round(ram, 1),
-        "store_vs_in_ram": round(plain / ram, 3),
+    train = ResidentWindows(dm.dataset("train"), device)  # float32 on the device, as a plain loop holds it
+    x, y = train.__getitems__(np.arange(len(train)))
+    del train
+    out["plain"] = plain_loop(net(), x, y, dm.batch_size, steps, warmup, precision, channels_last)["samples_per_s"]
+    best_precision = "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
+    best = plain_loop(net(), x, y, best_batch_size, steps, warmup, best_precision, device.type == "cuda")
+    out["best"] = best["samples_per_s"]
+    out["best_settings"] = {
+        "batch_size": best_batch_size,
+        "precision": best_precision,
+        "channels_last": device.type == "cuda",
     }
+    for loop in ("pretrain", "unlearn"):
+        out[f"{loop}_vs_plain"] = round(out[loop] / out["plain"], 3)
+        out[f"{loop}_vs_best"] = round(out[loop] / out["best"], 3)
+    for key in ("pretrain", "unlearn", "plain", "best"):
+        out[key] = round(out[key], 1)
+    del x, y
+    dm.drop_device_copies()
+    with contextlib.suppress(Exception):
+        torch.cuda.empty_cache()
+    return out
+
+
+def measure(
+    data_dir: str | Path,
+    trainer_cfg: dict,
+    networks: Sequence[str] = ("resnet18",),
+    sizes: Sequence = ("native",),
+    steps: int = 20,
+    warmup: int = 5,
+    batch_size: int = 64,
+    best_batch_size: int = 256,
+    decode: bool = True,
+) -> dict:
+    """Every loop for every network and size on FSDD at ``data_dir``; samples/s and ratios."""
+    data_dir = Path(data_dir)
+    device = root_device(trainer_cfg)
+    report: dict = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "trainer": {k: v for k, v in trainer_cfg.items() if k in ("accelerator", "precision", "speed")},
+        "steps": steps,
+        "warmup": warmup,
+    }
+    if decode:
+        report["feature_pipeline"] = feature_pipeline(data_dir)
+    rows = []
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for size in sizes:
+            resize = None if str(size) == "native" else (int(size), int(size))
+            dm = FSDDDataModule(data_dir, cache_dir=cache_dir, features={"resize": resize}, batch_size=batch_size)
+            dm.prepare_data()
+            dm.setup()
+            for network in networks:
+                log.info("throughput: %s at %s on %s", network, size, device)
+                rows.append({"size": str(size), **measure_network(dm, network, trainer_cfg, steps, warmup, best_batch_size)})
+    report["training"] = rows
     return report
+
+
+def table(report: dict) -> str:
+    """The report's training rows as a Markdown table."""
+    lines = [
+        "| network | size | pretrain | unlearn | plain | best | pretrain/plain | unlearn/plain | pretrain/best | unlearn/best |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["training"]:
+        lines.append(
+            f"| {r['network']} | {r['size']} | {r['pretrain']:,.0f} | {r['unlearn']:,.0f} | {r['plain']:,.0f} | "
+            f"{r['best']:,.0f} | {r['pretrain_vs_plain']:.2f} | {r['unlearn_vs_plain']:.2f} | "
+            f"{r['pretrain_vs_best']:.2f} | {r['unlearn_vs_best']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["StepTimer", "lightning_loop", "measure", "plain_loop", "table"]

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.errors import InstantiationException
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf.errors import MissingMandatoryValue
 
 import qpae
@@ -29,8 +28,16 @@ from qpae.pipeline.config import is_rank_zero
 
 # raised by qpae's own checks (the last frame is qpae's code) with a message for the user
 CHECK_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
-# a configuration that the libraries reject: the user's to fix
-CONFIG_ERRORS = (MissingMandatoryValue, MisconfigurationException)
+
+
+def config_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a configuration that the libraries reject: the user's to fix. Lightning's is
+    looked up only once Lightning is loaded (an error before that cannot be one), so that
+    ``--help`` and refused input do not wait for Lightning's imports."""
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    extra = (lightning_errors.MisconfigurationException,) if lightning_errors else ()
+    return (MissingMandatoryValue, *extra)
+
 VERBOSE_FLAG = "--verbose"
 PACKAGE_DIR = Path(qpae.__file__).resolve().parent
 
@@ -67,7 +74,7 @@ def raised_by_qpae(err: BaseException) -> bool:
 def is_user_error(err: BaseException) -> bool:
     if isinstance(err, NotImplementedError):
         return False
-    if isinstance(err, CONFIG_ERRORS):
+    if isinstance(err, config_errors()):
         return True
     return isinstance(err, CHECK_ERRORS) and raised_by_qpae(err)
 

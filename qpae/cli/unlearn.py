@@ -9,13 +9,15 @@ from omegaconf import DictConfig
 
 from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.config import CONF_DIR, is_rank_zero
-from qpae.pipeline.unlearn import unlearn
-from qpae.unlearning.runner import OUTPUT_FILES
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="unlearn")
 @friendly_errors
 def _main(cfg: DictConfig) -> None:
+    # imported here, not above: `--help` and a refused command line do not wait for Lightning
+    from qpae.pipeline.unlearn import unlearn
+    from qpae.unlearning.runner import OUTPUT_FILES
+
     reports = unlearn(cfg)
     if not is_rank_zero():
         return

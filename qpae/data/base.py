@@ -32,6 +32,7 @@ from qpae.data.download import DatasetNotFoundError, download_and_extract, missi
 from qpae.data.duplicates import RealPaths
 from qpae.data.features import FeatureConfig, LogMel
 from qpae.data.forget_retain import ForgetRetainSampler
+from qpae.data.placement import MiB, Placement, ResidentWindows, choose_placement, feature_bytes, fingerprint
 from qpae.data.splits import SPLIT_BY, Split, resolve_split_by, speaker_split, stratified_split, time_split
 from qpae.data.store import Decoded, FeatureStore, Source, store_path
 from qpae.data.windows_dataset import WindowDataset, as_batch
@@ -114,8 +115,11 @@ class AudioDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.05,
         download: bool = False,
         decode_threads: int | None = None,
+        device_cache_mb: float = 4096,
     ) -> None:
         super().__init__()
+        if device_cache_mb < 0:
+            raise ValueError(f"device_cache_mb must be >= 0 (0 keeps features off the device), got {device_cache_mb}")
         if split_by not in SPLIT_BY:
             raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
         if split_by == "window" and not window:
@@ -146,6 +150,10 @@ class AudioDataModule(L.LightningDataModule):
         self.max_bad_fraction = max_bad_fraction
         self.download = download
         self.decode_threads = decode_threads or os.cpu_count() or 1
+        self.device_cache_mb = device_cache_mb
+        self.device = torch.device("cpu")  # where training runs: place_on() says
+        self._resident: dict[str, ResidentWindows] = {}
+        self._told: set[str] = set()
         self._ready = False
 
     # --- what a subclass provides -------------------------------------------------------
@@ -292,6 +300,48 @@ class AudioDataModule(L.LightningDataModule):
         """Every other class's windows; from the training split unless asked otherwise."""
         return self.dataset(split, exclude=forget_classes)
 
+    def place_on(self, device: torch.device | str) -> None:
+        """Where the model trains (a trainer's ``strategy.root_device``): on an accelerator, the
+        loaders then serve each split from the device itself when its features fit in
+        ``device_cache_mb``, else from pinned host memory (see :mod:`qpae.data.placement`)."""
+        device = torch.device(device)
+        if device != self.device:
+            self.device = device
+            self.drop_device_copies()
+
+    def drop_device_copies(self) -> None:
+        """Free the features held on the device (after a purge they must not outlive the store's)."""
+        self._resident.clear()
+
+    def placed(self, dataset: WindowDataset) -> tuple[WindowDataset | ResidentWindows, Placement]:
+        """``dataset`` as this module's device wants it read, and how."""
+        placement = choose_placement(feature_bytes(dataset), self.device, self.device_cache_mb)
+        if placement.kind != "resident":
+            if placement.reason and placement.reason not in self._told:
+                log.info("%s: %s", self.name, placement.reason)
+                self._told.add(placement.reason)
+            return dataset, placement
+        key = fingerprint(dataset)
+        if key not in self._resident:
+            held = sum(feature_bytes(r) for r in self._resident.values())
+            if held + feature_bytes(dataset) > self.device_cache_mb * MiB:  # the budget is for all splits
+                self.drop_device_copies()
+            self._resident[key] = ResidentWindows(dataset, self.device)
+            log.info("%s: %s", self.name, placement.reason)
+        return self._resident[key], placement
+
+    def _data_loader(self, dataset: WindowDataset, **kwargs) -> DataLoader:
+        data, placement = self.placed(dataset)
+        workers = 0 if placement.kind == "resident" else self.num_workers  # device tensors stay in this process
+        return DataLoader(
+            data,
+            collate_fn=as_batch,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=placement.pin_memory,
+            **kwargs,
+        )
+
     def loader(self, dataset: WindowDataset, train: bool = False) -> DataLoader:
         """Shuffled, seeded batches for training; in-order batches for evaluation.
 
@@ -302,15 +352,12 @@ class AudioDataModule(L.LightningDataModule):
         sampler = None
         if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
+        return self._data_loader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             sampler=sampler,
             drop_last=False,
-            collate_fn=as_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.order_seed) if train else None,
         )
 
@@ -333,14 +380,7 @@ class AudioDataModule(L.LightningDataModule):
         sampler = ForgetRetainSampler(
             forget, retain, retain_fraction, seed=self.order_seed, retain_count=retain_count
         )
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=as_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return self._data_loader(data, batch_size=self.batch_size, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.dataset("train"), train=True)

@@ -57,9 +57,13 @@ class WindowDataset(Dataset):
 
     def raw(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """Un-normalised float32 features of ``positions``, [n, dim]."""
+        return self.raw16(positions, dtype=np.float32)
+
+    def raw16(self, positions: Sequence[int] | np.ndarray, dtype=np.float16) -> np.ndarray:
+        """Un-normalised features of ``positions``, [n, dim], float16 as stored (or ``dtype``)."""
         idx = np.asarray(positions, dtype=np.int64)
         dim = int(np.prod(self.shape))
-        out = np.empty((len(idx), dim), dtype=np.float32)
+        out = np.empty((len(idx), dim), dtype=dtype)
         shards, rows = self.shard[idx], self.row[idx]
         for k in np.unique(shards):
             at = shards == k

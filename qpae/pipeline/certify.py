@@ -28,6 +28,7 @@ from qpae.audit import certify as cert
 from qpae.audit import ensemble as ens
 from qpae.audit.epsilon import lower_ceiling
 from qpae.checkpoints import json_bytes, sha256_file, write_atomic
+from qpae.pipeline.device import check_device
 from qpae.pipeline.unlearn import unlearning_trainer_factory
 from qpae.publish import ensure_free, publish_files
 from qpae.tracking import log_results
@@ -303,6 +304,7 @@ def certify(cfg: DictConfig, build_missing: Builder | None = None) -> dict:
     ``build_missing(cfg, kind, members, request)`` builds members (default: a Hydra multirun of
     ``qpae-ensemble`` through ``certify.launcher``; the bench builds them in its own process)."""
     build_missing = build_missing or launch_members
+    check_device(cfg.trainer)  # trainer=gpu without a GPU: refused before N models are planned
     started = time.perf_counter()
     p = plan(cfg)
     n, ensembles = p["n"], p["ensembles"]

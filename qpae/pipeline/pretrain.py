@@ -15,6 +15,7 @@ from qpae.checkpoints import save_model, sha256_file
 from qpae.models.factory import model_from_settings
 from qpae.pipeline import latest
 from qpae.pipeline.config import finish_loggers, instantiate_dict, log_config
+from qpae.pipeline.device import build_trainer, check_device
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def pretrain(cfg: DictConfig) -> dict:
             f"{output} already exists (sha256 {sha256_file(output)[:12]}…); qpae does not replace a model "
             "silently. Choose another output=…, or pass overwrite=true to replace it."
         )
+    check_device(cfg.trainer)  # trainer=gpu without a GPU: refused before any data is read
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
@@ -71,9 +73,10 @@ def pretrain(cfg: DictConfig) -> dict:
     net = build_model(cfg, datamodule)
     module = hydra.utils.instantiate(cfg.module, net=net, num_classes=datamodule.num_classes)
     loggers = instantiate_dict(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(
+    trainer: L.Trainer = build_trainer(
         cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=loggers or False
     )
+    datamodule.place_on(trainer.strategy.root_device)
     log_config(loggers, cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

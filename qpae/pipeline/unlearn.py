@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import time
 from pathlib import Path
 
 import hydra
@@ -12,10 +13,12 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import qpae
 from qpae.checkpoints import json_bytes, read_model, write_atomic
 from qpae.data.store import purge_everywhere
 from qpae.pipeline import latest
 from qpae.pipeline.config import finish_loggers, instantiate_dict, is_rank_zero, log_config
+from qpae.pipeline.device import build_trainer, check_device
 from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.request import selections_from_config
 from qpae.unlearning.runner import ModelNotFoundError, check_outputs_free, run_requests
@@ -28,7 +31,7 @@ def unlearning_trainer_factory(trainer_cfg: DictConfig, loggers: list):
     checkpoint would carry optimizer state built from the forget data's gradients."""
 
     def make_trainer(**overrides):
-        return hydra.utils.instantiate(
+        return build_trainer(
             trainer_cfg,
             logger=loggers or False,
             enable_checkpointing=False,
@@ -78,6 +81,7 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
         caches, datamodule.name, datamodule.store_folder, speakers, reason=f"qpae-unlearn {out_root}"
     )
     datamodule.store().release()  # this process's maps of the deleted shards
+    datamodule.drop_device_copies()  # and any copy of their features on an accelerator
     for k, report in enumerate(reports, start=1):
         mine = set(report["request"]["forget_class_names"])
         entry = {
@@ -100,9 +104,29 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
     return record
 
 
+def wall_time_line(entered: float, data_s: float, requests_s: float, purge_s: float, reports: list[dict]) -> str:
+    """Where this process's wall time went, from its first import of qpae to now."""
+    t = [r["timings_s"] for r in reports]
+    load, evaluation, training = (sum(x.get(k, 0.0) for x in t) for k in ("load_s", "evaluation_s", "fit_total_s"))
+    parts = {
+        "start-up (imports, config, checks)": entered - qpae.STARTED,
+        "data setup": data_s,
+        "model load": load,
+        "evaluation": evaluation,
+        "training": training,
+        "writing and the rest of the requests": requests_s - load - evaluation - training,
+        "purge": purge_s,
+    }
+    wall = time.perf_counter() - qpae.STARTED
+    return f"wall time {wall:.1f} s ({wall / max(training, 1e-9):.1f}× training): " + ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in parts.items()
+    )
+
+
 def unlearn(cfg: DictConfig) -> list[dict]:
     """Run the requests of ``cfg`` (``forget``, ``forget_index``, ``requests`` or
     ``requests_index``) in order; each starts from the last one's model."""
+    entered = time.perf_counter()
     # bad requests and occupied output folders fail before any data is decoded
     selections = selections_from_config(
         cfg.get("forget"), cfg.get("forget_index"), cfg.get("requests"), cfg.get("requests_index")
@@ -117,14 +141,17 @@ def unlearn(cfg: DictConfig) -> list[dict]:
             f"no pretrained model at {source}; create it with `{pretrain_hint()}` (or point input=... at a model file)"
         )
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
+    check_device(cfg.trainer)  # and trainer=gpu on a machine without one
     purge = cfg.get("purge")
     if purge not in (None, True, False):
         raise ValueError(f"purge must be true, false or null (true for speaker ID), got {purge!r}")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data_started = time.perf_counter()
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    data_s = time.perf_counter() - data_started
     if purge is True and not datamodule.label_is_speaker:
         raise ValueError(
             f"purge=true deletes the forgotten speakers' features, but the classes of {datamodule.name} are not "
@@ -140,6 +167,7 @@ def unlearn(cfg: DictConfig) -> list[dict]:
             log_config(loggers, cfg)
         return unlearning_trainer_factory(cfg.trainer, loggers)(**overrides)
 
+    requests_started = time.perf_counter()
     reports = run_requests(
         source,
         selections,
@@ -150,11 +178,15 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         pretrain_hint(),
         purging=purge,
     )
+    requests_s = time.perf_counter() - requests_started
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
     published = (last / "model.pt").is_file()
+    purge_started = time.perf_counter()
     if purge and published and is_rank_zero():
         purge_forgotten(datamodule, source, out_root, reports)
+    if is_rank_zero():
+        log.info("%s", wall_time_line(entered, data_s, requests_s, time.perf_counter() - purge_started, reports))
     if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
         entry = {
             "model": str((last / "model.pt").resolve()),

@@ -97,6 +97,7 @@ def unlearn_request(
     which the purge replaces with what it deleted: a run stopped in between leaves a receipt that
     says the features are not yet deleted, never one silent about it."""
     input_path, output_dir = Path(input_path), Path(output_dir)
+    load_started = time.perf_counter()
     ensure_free(output_dir)  # the sequence's root was checked by run_requests
     if input_path.resolve().is_relative_to(output_dir.resolve()):
         raise OutputExistsError(f"the input model {input_path} lies inside the output folder {output_dir}")
@@ -118,6 +119,8 @@ def unlearn_request(
     module = UnlearnModule(net, method, request, TrainingData(datamodule, request))
     monitor = convergence_monitor(request, datamodule, method)
     trainer = make_trainer(**method.trainer_limits(), callbacks=[monitor] if monitor else None)
+    datamodule.place_on(trainer.strategy.root_device)
+    load_s = time.perf_counter() - load_started
     started = time.perf_counter()
     # the module's own test_dataloader(): built after DDP's process group exists, so that each
     # process evaluates its own share of the test set without Lightning's padding duplicates
@@ -144,8 +147,10 @@ def unlearn_request(
                 f"({monitor.stop_reason}); no model was written. Raise unlearn.schedule.max_steps or "
                 "choose another method."
             )
+    started = time.perf_counter()
     trainer.test(module, verbose=False)
     after = module.last_evaluation
+    eval_s += time.perf_counter() - started
 
     names = datamodule.class_names
     report = {
@@ -159,7 +164,7 @@ def unlearn_request(
         "before": before,
         "after": after,
         "schedule": schedule,
-        "timings_s": {**module.timings, "fit_total_s": fit_s, "evaluation_s": eval_s},
+        "timings_s": {**module.timings, "fit_total_s": fit_s, "evaluation_s": eval_s, "load_s": load_s},
         "original_test_metrics": model.meta.get("test_metrics", {}),
         "input_sha256": model.sha256,
     }
