@@ -202,7 +202,9 @@ def measure_network(
     device = root_device(trainer_cfg)
     dm.place_on(device)
     shape = tuple(dm.input_shape[1:])
-    precision = resolve_precision(trainer_cfg.get("precision", "32-true"), str(trainer_cfg.get("accelerator")))
+    precision = resolve_precision(
+        trainer_cfg.get("precision", "32-true"), str(trainer_cfg.get("accelerator"))
+    )
     channels_last = bool((trainer_cfg.get("speed") or {}).get("channels_last")) and device.type != "cpu"
 
     def net() -> torch.nn.Module:
@@ -221,7 +223,9 @@ def measure_network(
     train = ResidentWindows(dm.dataset("train"), device)  # float32 on the device, as a plain loop holds it
     x, y = train.__getitems__(np.arange(len(train)))
     del train
-    out["plain"] = plain_loop(net(), x, y, dm.batch_size, steps, warmup, precision, channels_last)["samples_per_s"]
+    out["plain"] = plain_loop(net(), x, y, dm.batch_size, steps, warmup, precision, channels_last)[
+        "samples_per_s"
+    ]
     best_precision = "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
     best = plain_loop(net(), x, y, best_batch_size, steps, warmup, best_precision, device.type == "cuda")
     out["best"] = best["samples_per_s"]
@@ -269,12 +273,19 @@ def measure(
     with tempfile.TemporaryDirectory() as cache_dir:
         for size in sizes:
             resize = None if str(size) == "native" else (int(size), int(size))
-            dm = FSDDDataModule(data_dir, cache_dir=cache_dir, features={"resize": resize}, batch_size=batch_size)
+            dm = FSDDDataModule(
+                data_dir, cache_dir=cache_dir, features={"resize": resize}, batch_size=batch_size
+            )
             dm.prepare_data()
             dm.setup()
             for network in networks:
                 log.info("throughput: %s at %s on %s", network, size, device)
-                rows.append({"size": str(size), **measure_network(dm, network, trainer_cfg, steps, warmup, best_batch_size)})
+                rows.append(
+                    {
+                        "size": str(size),
+                        **measure_network(dm, network, trainer_cfg, steps, warmup, best_batch_size),
+                    }
+                )
     report["training"] = rows
     return report
 

@@ -38,6 +38,7 @@ def config_errors() -> tuple[type[BaseException], ...]:
     extra = (lightning_errors.MisconfigurationException,) if lightning_errors else ()
     return (MissingMandatoryValue, *extra)
 
+
 VERBOSE_FLAG = "--verbose"
 PACKAGE_DIR = Path(qpae.__file__).resolve().parent
 

@@ -119,7 +119,9 @@ class AudioDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if device_cache_mb < 0:
-            raise ValueError(f"device_cache_mb must be >= 0 (0 keeps features off the device), got {device_cache_mb}")
+            raise ValueError(
+                f"device_cache_mb must be >= 0 (0 keeps features off the device), got {device_cache_mb}"
+            )
         if split_by not in SPLIT_BY:
             raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
         if split_by == "window" and not window:
@@ -332,7 +334,9 @@ class AudioDataModule(L.LightningDataModule):
 
     def _data_loader(self, dataset: WindowDataset, **kwargs) -> DataLoader:
         data, placement = self.placed(dataset)
-        workers = 0 if placement.kind == "resident" else self.num_workers  # device tensors stay in this process
+        workers = (
+            0 if placement.kind == "resident" else self.num_workers
+        )  # device tensors stay in this process
         return DataLoader(
             data,
             collate_fn=as_batch,

@@ -46,16 +46,16 @@ def check_device(trainer_cfg: DictConfig | Mapping) -> None:
 def resolve_precision(precision, accelerator: str) -> object:
     """bf16 where the GPU computes it natively; fp16 with a gradient scaler otherwise (logged)."""
     text = str(precision)
-    if accelerator in GPU_ACCELERATORS and text.startswith("bf16") and torch.cuda.is_available():
-        if not torch.cuda.is_bf16_supported():
-            fallback = "16-mixed"
-            log.warning(
-                "this GPU (%s) has no native bf16: precision %s falls back to %s (fp16 with a gradient scaler)",
-                torch.cuda.get_device_name(),
-                text,
-                fallback,
-            )
-            return fallback
+    gpu_bf16 = accelerator in GPU_ACCELERATORS and text.startswith("bf16") and torch.cuda.is_available()
+    if gpu_bf16 and not torch.cuda.is_bf16_supported():
+        fallback = "16-mixed"
+        log.warning(
+            "this GPU (%s) has no native bf16: precision %s falls back to %s (fp16 with a gradient scaler)",
+            torch.cuda.get_device_name(),
+            text,
+            fallback,
+        )
+        return fallback
     return precision
 
 

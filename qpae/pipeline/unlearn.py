@@ -104,10 +104,14 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
     return record
 
 
-def wall_time_line(entered: float, data_s: float, requests_s: float, purge_s: float, reports: list[dict]) -> str:
+def wall_time_line(
+    entered: float, data_s: float, requests_s: float, purge_s: float, reports: list[dict]
+) -> str:
     """Where this process's wall time went, from its first import of qpae to now."""
     t = [r["timings_s"] for r in reports]
-    load, evaluation, training = (sum(x.get(k, 0.0) for x in t) for k in ("load_s", "evaluation_s", "fit_total_s"))
+    load, evaluation, training = (
+        sum(x.get(k, 0.0) for x in t) for k in ("load_s", "evaluation_s", "fit_total_s")
+    )
     parts = {
         "start-up (imports, config, checks)": entered - qpae.STARTED,
         "data setup": data_s,
@@ -186,7 +190,9 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     if purge and published and is_rank_zero():
         purge_forgotten(datamodule, source, out_root, reports)
     if is_rank_zero():
-        log.info("%s", wall_time_line(entered, data_s, requests_s, time.perf_counter() - purge_started, reports))
+        log.info(
+            "%s", wall_time_line(entered, data_s, requests_s, time.perf_counter() - purge_started, reports)
+        )
     if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
         entry = {
             "model": str((last / "model.pt").resolve()),

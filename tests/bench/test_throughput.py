@@ -7,11 +7,12 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, compose_config
 
 from qpae.bench.throughput import StepTimer, autocast_dtype, plain_loop
 from qpae.pipeline import device as device_mod
 from qpae.pipeline.device import DeviceError, build_trainer, check_device, resolve_precision
+
+from conftest import ROOT
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 
@@ -49,7 +50,7 @@ def test_the_timer_refuses_to_report_without_timed_steps():
     timer = StepTimer(warmup=5, clock=clock, sync=lambda: None)
     run_epochs(timer, clock, epochs=1, batches=5, batch=4, dt=1.0)
     with pytest.raises(RuntimeError, match="raise steps"):
-        timer.samples_per_s
+        _ = timer.samples_per_s
     with pytest.raises(ValueError, match="warmup"):
         StepTimer(warmup=0)
 
@@ -57,7 +58,9 @@ def test_the_timer_refuses_to_report_without_timed_steps():
 def test_the_timer_synchronises_before_each_clock_read():
     order = []
     clock = FakeClock()
-    timer = StepTimer(warmup=2, clock=lambda: order.append("clock") or clock(), sync=lambda: order.append("sync"))
+    timer = StepTimer(
+        warmup=2, clock=lambda: order.append("clock") or clock(), sync=lambda: order.append("sync")
+    )
     run_epochs(timer, clock, epochs=2, batches=2, batch=1, dt=1.0)
     assert order == ["sync", "clock", "sync", "clock"]
 
@@ -96,12 +99,22 @@ def test_the_gpu_profile_is_refused_without_a_gpu_naming_trainer_cpu(make_config
 @pytest.mark.parametrize("command", ["pretrain", "unlearn"])
 def test_the_command_line_refuses_trainer_gpu_before_reading_any_data(tmp_path, command):
     # no data anywhere: the device check must come first (a data error would mean work was done)
-    args = [f"paths.root={tmp_path}", f"paths.data={tmp_path}/nothing", "dataset=fsdd", "trainer=gpu", "logger=none"]
+    args = [
+        f"paths.root={tmp_path}",
+        f"paths.data={tmp_path}/nothing",
+        "dataset=fsdd",
+        "trainer=gpu",
+        "logger=none",
+    ]
     if command == "unlearn":
         (tmp_path / "m.pt").write_bytes(b"x")
         args += ["forget_index=[0]", f"input={tmp_path}/m.pt"]
     done = subprocess.run(
-        [sys.executable, "-m", f"qpae.cli.{command}", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+        [sys.executable, "-m", f"qpae.cli.{command}", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert done.returncode == 2, done.stderr
     assert "trainer=cpu" in done.stderr and "Traceback" not in done.stderr
@@ -144,5 +157,3 @@ def test_the_gpu_profile_trains_a_step(make_config):
     cfg = make_config("pretrain", "trainer=gpu")
     trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False)
     assert trainer.strategy.root_device.type == "cuda"
-
-

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_store_datamodule import module, write_corpus
 from torch.utils.data import DataLoader, Dataset
 
 import qpae.data.base as base
 from qpae.data.placement import MiB, Placement, ResidentWindows, choose_placement, feature_bytes
-from test_store_datamodule import module, write_corpus
 
 
 @pytest.fixture
@@ -34,7 +34,9 @@ class PerItem(Dataset):
 def resident_on_cpu(monkeypatch):
     """Make the data module hold its features "on the device" on a CPU (the GPU path, testable here)."""
     monkeypatch.setattr(
-        base, "choose_placement", lambda nbytes, device, budget: Placement("resident", torch.device(device), "test")
+        base,
+        "choose_placement",
+        lambda nbytes, device, budget: Placement("resident", torch.device(device), "test"),
     )
 
 
@@ -52,7 +54,10 @@ def assert_same(a, b):
 def test_the_batched_path_yields_the_per_item_batches_in_the_same_order(dm):
     train = dm.dataset("train")
     per_item = DataLoader(
-        PerItem(train), batch_size=dm.batch_size, shuffle=True, generator=torch.Generator().manual_seed(dm.order_seed)
+        PerItem(train),
+        batch_size=dm.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(dm.order_seed),
     )
     assert_same(as_list(dm.train_dataloader()), as_list(per_item))
 
