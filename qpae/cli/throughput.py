@@ -29,6 +29,7 @@ def _main(cfg: DictConfig) -> None:
         batch_size=int(cfg.batch_size),
         best_batch_size=int(cfg.best_batch_size),
         decode=bool(cfg.decode),
+        repeats=int(cfg.repeats),
     )
     write_atomic(Path(cfg.output), json_bytes(report))
     print(json.dumps(report, indent=2))

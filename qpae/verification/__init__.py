@@ -1,0 +1,1 @@
+"""Speaker verification: enrolment, trials, cosine scoring with score normalisation, EER and minDCF."""
