@@ -13,6 +13,7 @@ from qpae.bench import report
 from qpae.bench.certify import certify_all, check_spec
 from qpae.bench.plan import plan
 from qpae.bench.run import BenchRunner, audit_groups
+from qpae.pipeline.device import GPU_ACCELERATORS, check_device
 from qpae.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ def bench(cfg: DictConfig) -> Path:
     spec = OmegaConf.to_container(cfg.bench, resolve=True)
     results_dir, profile = Path(cfg.results_dir).resolve(), cfg.bench_name
     run_overrides = list(cfg.run_overrides)
+    for override in run_overrides:  # trainer=gpu on a machine without one: refused before any cell
+        key, _, value = str(override).partition("=")
+        if key.lstrip("+") == "trainer" and value in GPU_ACCELERATORS:
+            check_device({"accelerator": value})
     use_wandb = bool(cfg.wandb)
     runner = BenchRunner(spec, results_dir, [f"paths.root={Path(cfg.paths.root).resolve()}"], run_overrides)
     # scenario class names resolve against each dataset's classes: a typo fails here, not mid-run

@@ -245,7 +245,8 @@ def pretraining_identity(cfg: DictConfig) -> dict:
     for callback in (resolved.get("callbacks") or {}).values():
         if isinstance(callback, dict):
             callback.pop("dirpath", None)
-    for key in ("data_dir", "cache_dir"):
+    # where data is and where batches are held on an accelerator do not change the model
+    for key in ("data_dir", "cache_dir", "device_cache_mb"):
         resolved["dataset"].pop(key, None)
     return resolved
 

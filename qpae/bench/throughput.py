@@ -54,6 +54,7 @@ def synchronize(device: torch.device) -> None:
 class StepTimer(L.Callback):
     """Samples per second of the training steps after the first ``warmup`` global steps.
 
+    A step is a training batch (qpae accumulates no gradients, so each is an optimizer step).
     Steps are counted by the timer itself, so epochs (whose ``batch_idx`` restarts) change
     nothing; the clock is read after ``warmup`` steps and when training ends, each time after the
     device has finished its queued work (``sync``). ``clock`` and ``sync`` can be replaced (tests).
@@ -216,7 +217,11 @@ def measure_network(
     train = ResidentWindows(dm.dataset("train"), device)  # float32 on the device, as a plain loop holds it
     x, y = train.__getitems__(np.arange(len(train)))
     del train
-    best_precision = "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
+    best_precision = (
+        "bf16-mixed"
+        if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        else "32-true"
+    )
     request = ForgetRequest((0,), dm.num_classes)
     loops = {
         "pretrain": lambda: lightning_loop(

@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import qpae
 from qpae.cli.entry import entry_point, friendly_errors
 from qpae.pipeline.config import CONF_DIR, is_rank_zero
 
@@ -18,7 +19,7 @@ def _main(cfg: DictConfig) -> None:
     from qpae.pipeline.unlearn import unlearn
     from qpae.unlearning.runner import OUTPUT_FILES
 
-    reports = unlearn(cfg)
+    reports = unlearn(cfg, started=qpae.STARTED)
     if not is_rank_zero():
         return
     last = Path(cfg.output_dir) / f"request-{len(reports):02d}"

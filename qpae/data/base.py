@@ -30,7 +30,7 @@ from qpae.data import legacy_cache
 from qpae.data.audio import BadAudioError, fit_length, load_mono, windows
 from qpae.data.download import DatasetNotFoundError, download_and_extract, missing_dataset
 from qpae.data.duplicates import RealPaths
-from qpae.data.features import FeatureConfig, LogMel
+from qpae.data.features import FeatureConfig, front_end
 from qpae.data.forget_retain import ForgetRetainSampler
 from qpae.data.placement import MiB, Placement, ResidentWindows, choose_placement, feature_bytes, fingerprint
 from qpae.data.splits import SPLIT_BY, Split, resolve_split_by, speaker_split, stratified_split, time_split
@@ -232,7 +232,11 @@ class AudioDataModule(L.LightningDataModule):
         if stored["split"] is None:
             # One scalar mean/std from the training windows only (no test statistics leak in),
             # kept with the split: a purge changes neither the parts nor the normalisation.
-            self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
+            # (a front end whose model reads its features as they are, GE2E's, is not normalised)
+            if self.features.normalised:
+                self.mean, self.std = _mean_std(self.all_windows, self.indices["train"].numpy())
+            else:
+                self.mean, self.std = 0.0, 1.0
             self._keep_split(store, stored["ids"], unit_ids, stored["sources"])
         else:
             self.mean, self.std = stored["split"]["mean"], stored["split"]["std"]
@@ -312,8 +316,13 @@ class AudioDataModule(L.LightningDataModule):
             self.drop_device_copies()
 
     def drop_device_copies(self) -> None:
-        """Free the features held on the device (after a purge they must not outlive the store's)."""
+        """Overwrite and free the features held on the device: after a run (and a purge) they must
+        not outlive the store's shards, not even in the allocator's cached blocks."""
+        for copy in self._resident.values():
+            copy.wipe()
         self._resident.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def placed(self, dataset: WindowDataset) -> tuple[WindowDataset | ResidentWindows, Placement]:
         """``dataset`` as this module's device wants it read, and how."""
@@ -327,7 +336,15 @@ class AudioDataModule(L.LightningDataModule):
         if key not in self._resident:
             held = sum(feature_bytes(r) for r in self._resident.values())
             if held + feature_bytes(dataset) > self.device_cache_mb * MiB:  # the budget is for all splits
-                self.drop_device_copies()
+                # the splits already held stay (their loaders may still be in use): this one is pinned
+                pinned = Placement(
+                    "pinned",
+                    self.device,
+                    f"dataset.device_cache_mb={self.device_cache_mb:g} is taken by {held / MiB:.0f} MiB of other "
+                    f"splits: {feature_bytes(dataset) / MiB:.0f} MiB more come from pinned host memory",
+                )
+                log.info("%s: %s", self.name, pinned.reason)
+                return dataset, pinned
             self._resident[key] = ResidentWindows(dataset, self.device)
             log.info("%s: %s", self.name, placement.reason)
         return self._resident[key], placement
@@ -744,9 +761,9 @@ class AudioDataModule(L.LightningDataModule):
             x = self._logmel()(torch.from_numpy(np.stack(clips)))
         return Decoded(x.numpy())
 
-    def _logmel(self) -> LogMel:
+    def _logmel(self) -> torch.nn.Module:
         if getattr(self, "_logmel_module", None) is None:
-            self._logmel_module = LogMel(self.features)
+            self._logmel_module = front_end(self.features)
         return self._logmel_module
 
     def _shape(self) -> tuple[int, ...]:

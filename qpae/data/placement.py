@@ -96,7 +96,15 @@ class ResidentWindows(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def wipe(self) -> None:
+        """Zero the features in place, then let them go: a loader still holding this copy fails
+        rather than serve a forgotten speaker's features."""
+        self.features.zero_()
+        self.features = self.features.new_empty((0, self.features.shape[1]))
+
     def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.features) != len(self.targets):
+            raise RuntimeError("these device copies of the features were dropped (after a run or a purge)")
         idx = torch.as_tensor(np.asarray(positions, dtype=np.int64)).to(self.device, non_blocking=True)
         x = self.features.index_select(0, idx).float().view(len(idx), *self.shape)
         x.sub_(self.mean).div_(self.std)

@@ -7,9 +7,10 @@ import os
 import timm
 from torch import Tensor, nn
 
+import qpae.models.ge2e  # noqa: F401  (registers ge2e with timm)
 import qpae.models.small_cnn  # noqa: F401  (registers qpae_small_cnn with timm)
 
-SUPPORTED = ("resnet18", "vit_tiny_patch16_224", "qpae_small_cnn")
+SUPPORTED = ("resnet18", "vit_tiny_patch16_224", "qpae_small_cnn", "ge2e")
 
 # The settings qpae's own model configs (conf/model/*.yaml) may carry, per model. A model file
 # records its settings as data; rebuilding from a file accepts these and nothing else, so a file
@@ -19,6 +20,7 @@ MODEL_SETTINGS: dict[str, frozenset[str]] = {
     "resnet18": frozenset({"pretrained", "drop_rate"}),
     "vit_tiny_patch16_224": frozenset({"pretrained", "drop_rate"}),
     "qpae_small_cnn": frozenset({"pretrained", "width", "drop_rate"}),
+    "ge2e": frozenset({"pretrained", "freeze_encoder", "drop_rate"}),
 }
 
 
@@ -46,6 +48,8 @@ def create_model(
         # pad the spectrogram to whole 16-pixel patches rather than drop its last frames
         padded = tuple(-(-int(s) // 16) * 16 for s in img_size)
         kwargs = {"img_size": padded, "dynamic_img_size": True, "dynamic_img_pad": True, **kwargs}
+    if name == "ge2e":  # it checks that the features are its own front end's
+        kwargs = {"img_size": img_size, **kwargs}
     try:
         model = timm.create_model(
             name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
@@ -94,6 +98,8 @@ def model_from_settings(
     for key in ("width",):
         if key in settings and (isinstance(settings[key], bool) or not isinstance(settings[key], int)):
             raise ValueError(f"refusing model file: {key} must be an integer")
+    if "freeze_encoder" in settings and not isinstance(settings["freeze_encoder"], bool):
+        raise ValueError("refusing model file: freeze_encoder must be true or false")
     if "drop_rate" in settings and not isinstance(settings["drop_rate"], int | float):
         raise ValueError("refusing model file: drop_rate must be a number")
     kwargs = {k: v for k, v in settings.items() if k not in ("_target_", "name", "pretrained")}

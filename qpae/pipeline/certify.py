@@ -269,6 +269,7 @@ def launch_members(cfg: DictConfig, kind: str, members: list[int], request: Forg
 def build_member(cfg: DictConfig) -> Path:
     """One member of one ensemble (``certify.kind``, ``certify.member``): what each
     ``qpae-ensemble`` job runs. Checks as ``plan`` does; a finished member is not rebuilt."""
+    check_device(cfg.trainer)  # trainer=gpu without a GPU: refused before any data is read
     kind, member = cfg.certify.kind, cfg.certify.member
     if kind is None or member is None:
         raise ValueError(

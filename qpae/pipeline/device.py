@@ -2,7 +2,7 @@
 
 ``trainer=gpu`` (conf/trainer/gpu.yaml) asks for bf16 mixed precision, channels_last CNNs and,
 optionally, ``torch.compile``; its ``speed`` node carries the last two (they are not Trainer
-arguments). On a GPU without bf16 the precision falls back to fp16 with a gradient scaler, said
+arguments: :func:`accelerated_trainer`, the profile's ``_target_``, turns them into a callback). On a GPU without bf16 the precision falls back to fp16 with a gradient scaler, said
 in the log; without a GPU the run is refused at once, naming ``trainer=cpu``.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,9 @@ class DeviceError(RuntimeError):
     """The trainer asks for a device this machine does not have."""
 
 
-def _plain(trainer_cfg: DictConfig | Mapping) -> dict:
-    if OmegaConf.is_config(trainer_cfg):
-        return OmegaConf.to_container(trainer_cfg, resolve=True)
-    return dict(trainer_cfg)
-
-
 def check_device(trainer_cfg: DictConfig | Mapping) -> None:
     """Refuse a GPU trainer on a machine without one, before data is read or a model built."""
-    accelerator = str(_plain(trainer_cfg).get("accelerator", "cpu")).lower()
+    accelerator = str(trainer_cfg.get("accelerator", "cpu")).lower()
     if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
         raise DeviceError(
             f"trainer=gpu (accelerator={accelerator}) needs a CUDA GPU, and torch sees none here "
@@ -47,7 +41,8 @@ def resolve_precision(precision, accelerator: str) -> object:
     """bf16 where the GPU computes it natively; fp16 with a gradient scaler otherwise (logged)."""
     text = str(precision)
     gpu_bf16 = accelerator in GPU_ACCELERATORS and text.startswith("bf16") and torch.cuda.is_available()
-    if gpu_bf16 and not torch.cuda.is_bf16_supported():
+    # including_emulation=False: a V100 or T4 "supports" bf16 only by emulating it, slowly
+    if gpu_bf16 and not torch.cuda.is_bf16_supported(including_emulation=False):
         fallback = "16-mixed"
         log.warning(
             "this GPU (%s) has no native bf16: precision %s falls back to %s (fp16 with a gradient scaler)",
@@ -85,21 +80,45 @@ class DeviceSpeed(L.Callback):
         if self.compile:
             net = getattr(pl_module, "net", pl_module)
             net.compile()
-            log.info("compiled %s with torch.compile (the first steps are slower)", type(net).__name__)
+            log.info(
+                "compiled %s's forward with torch.compile (the first steps are slower); unlearning methods that "
+                "read features (forward_features/forward_head) train uncompiled",
+                type(net).__name__,
+            )
+
+
+def accelerated_trainer(
+    speed: Mapping | None = None,
+    callbacks: list | None = None,
+    precision: object = "32-true",
+    accelerator: str = "auto",
+    **kwargs,
+) -> L.Trainer:
+    """A Lightning Trainer for an accelerator (``conf/trainer/gpu.yaml``'s ``_target_``): its
+    ``speed`` settings become a :class:`DeviceSpeed` callback, and bf16 falls back to fp16 with a
+    gradient scaler on a GPU without native bf16."""
+    callbacks = list(callbacks or [])
+    if speed:
+        callbacks.append(DeviceSpeed(**speed))
+    return L.Trainer(
+        callbacks=callbacks or None,
+        precision=resolve_precision(precision, str(accelerator).lower()),
+        accelerator=accelerator,
+        **kwargs,
+    )
 
 
 def build_trainer(trainer_cfg: DictConfig | Mapping, **overrides) -> L.Trainer:
-    """A Lightning Trainer from a ``trainer`` config, its ``speed`` node turned into a callback."""
+    """The Trainer a ``trainer`` config describes, after :func:`check_device`."""
     check_device(trainer_cfg)
-    settings = _plain(trainer_cfg)
-    speed = settings.pop("speed", None)
-    accelerator = str(settings.get("accelerator", "cpu")).lower()
-    if "precision" in settings:
-        settings["precision"] = resolve_precision(settings["precision"], accelerator)
-    callbacks = list(overrides.pop("callbacks", None) or [])
-    if speed:
-        callbacks.append(DeviceSpeed(**speed))
-    return hydra.utils.instantiate(settings, callbacks=callbacks or None, **overrides)
+    return hydra.utils.instantiate(trainer_cfg, **overrides)
 
 
-__all__ = ["DeviceError", "DeviceSpeed", "build_trainer", "check_device", "resolve_precision"]
+__all__ = [
+    "DeviceError",
+    "DeviceSpeed",
+    "accelerated_trainer",
+    "build_trainer",
+    "check_device",
+    "resolve_precision",
+]

@@ -13,7 +13,6 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import qpae
 from qpae.checkpoints import json_bytes, read_model, write_atomic
 from qpae.data.store import purge_everywhere
 from qpae.pipeline import latest
@@ -105,15 +104,21 @@ def purge_forgotten(datamodule, source: Path, out_root: Path, reports: list[dict
 
 
 def wall_time_line(
-    entered: float, data_s: float, requests_s: float, purge_s: float, reports: list[dict]
+    started: float | None,
+    entered: float,
+    data_s: float,
+    requests_s: float,
+    purge_s: float,
+    reports: list[dict],
 ) -> str:
-    """Where this process's wall time went, from its first import of qpae to now."""
+    """Where the wall time went, from ``started`` (the command's start; else this call's) to now."""
     t = [r["timings_s"] for r in reports]
     load, evaluation, training = (
         sum(x.get(k, 0.0) for x in t) for k in ("load_s", "evaluation_s", "fit_total_s")
     )
+    started = entered if started is None else started
     parts = {
-        "start-up (imports, config, checks)": entered - qpae.STARTED,
+        "start-up (imports, config, checks)": entered - started,
         "data setup": data_s,
         "model load": load,
         "evaluation": evaluation,
@@ -121,15 +126,16 @@ def wall_time_line(
         "writing and the rest of the requests": requests_s - load - evaluation - training,
         "purge": purge_s,
     }
-    wall = time.perf_counter() - qpae.STARTED
+    wall = time.perf_counter() - started
     return f"wall time {wall:.1f} s ({wall / max(training, 1e-9):.1f}× training): " + ", ".join(
         f"{name} {seconds:.1f} s" for name, seconds in parts.items()
     )
 
 
-def unlearn(cfg: DictConfig) -> list[dict]:
+def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
     """Run the requests of ``cfg`` (``forget``, ``forget_index``, ``requests`` or
-    ``requests_index``) in order; each starts from the last one's model."""
+    ``requests_index``) in order; each starts from the last one's model. ``started``: when the
+    command began (``qpae-unlearn`` passes its process start), for the wall-time breakdown."""
     entered = time.perf_counter()
     # bad requests and occupied output folders fail before any data is decoded
     selections = selections_from_config(
@@ -172,16 +178,19 @@ def unlearn(cfg: DictConfig) -> list[dict]:
         return unlearning_trainer_factory(cfg.trainer, loggers)(**overrides)
 
     requests_started = time.perf_counter()
-    reports = run_requests(
-        source,
-        selections,
-        datamodule,
-        lambda: hydra.utils.instantiate(cfg.unlearn),
-        make_trainer,
-        out_root,
-        pretrain_hint(),
-        purging=purge,
-    )
+    try:
+        reports = run_requests(
+            source,
+            selections,
+            datamodule,
+            lambda: hydra.utils.instantiate(cfg.unlearn),
+            make_trainer,
+            out_root,
+            pretrain_hint(),
+            purging=purge,
+        )
+    finally:  # features copied to an accelerator do not outlive the run (nor a purge after it)
+        datamodule.drop_device_copies()
     requests_s = time.perf_counter() - requests_started
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
@@ -190,9 +199,8 @@ def unlearn(cfg: DictConfig) -> list[dict]:
     if purge and published and is_rank_zero():
         purge_forgotten(datamodule, source, out_root, reports)
     if is_rank_zero():
-        log.info(
-            "%s", wall_time_line(entered, data_s, requests_s, time.perf_counter() - purge_started, reports)
-        )
+        purge_s = time.perf_counter() - purge_started
+        log.info("%s", wall_time_line(started, entered, data_s, requests_s, purge_s, reports))
     if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
         entry = {
             "model": str((last / "model.pt").resolve()),

@@ -147,3 +147,23 @@ def test_on_a_gpu_resident_and_pinned_batches_equal_the_hosts(dm):
     pinned = dm.train_dataloader()
     assert pinned.pin_memory
     assert_same(as_list(pinned), host)
+
+
+def test_a_split_beyond_the_budget_is_pinned_and_the_held_ones_stay(dm, monkeypatch):
+    resident_on_cpu(monkeypatch)
+    train_bytes = feature_bytes(dm.dataset("train"))
+    dm.device_cache_mb = (train_bytes + 1) / MiB  # room for the training split only
+    train = dm.train_dataloader()
+    test = dm.test_dataloader()
+    assert isinstance(train.dataset, ResidentWindows) and not isinstance(test.dataset, ResidentWindows)
+    assert len(dm._resident) == 1
+
+
+def test_dropped_copies_are_zeroed_before_they_go(dm, monkeypatch):
+    resident_on_cpu(monkeypatch)
+    copy = dm.train_dataloader().dataset
+    features = copy.features
+    dm.drop_device_copies()
+    assert not features.any()  # the memory a loader or the allocator may still hold is zeros
+    with pytest.raises(RuntimeError, match="dropped"):
+        copy.__getitems__([0])  # and the copy serves nothing
