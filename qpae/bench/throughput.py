@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from qpae.data.fsdd import FSDDDataModule
 from qpae.data.placement import ResidentWindows
 from qpae.models.classifier import ClassifierModule
-from qpae.models.factory import create_model
+from qpae.models.factory import SUPPORTED, create_model
 from qpae.pipeline.device import build_trainer, has_conv2d, resolve_precision
 from qpae.unlearning.methods.base import TrainingData
 from qpae.unlearning.methods.qpae import QPAudioEraser
@@ -279,6 +279,17 @@ def measure(
     repeats: int = 1,
 ) -> dict:
     """Every loop for every network and size on FSDD at ``data_dir``; samples/s and ratios."""
+    unknown = [n for n in networks if n not in SUPPORTED or n == "ge2e"]  # ge2e reads its own front end
+    if unknown:
+        raise ValueError(
+            f"networks {unknown} are not image models qpae benchmarks; use some of: resnet18, "
+            "vit_tiny_patch16_224, qpae_small_cnn"
+        )
+    for size in sizes:
+        if str(size) != "native" and not (str(size).isdigit() and int(size) >= 16):
+            raise ValueError(f"sizes: each is `native` or a square side in pixels (>= 16), got {size!r}")
+    if steps < 1 or warmup < 1 or repeats < 1:
+        raise ValueError(f"steps, warmup and repeats must be >= 1, got {steps}, {warmup}, {repeats}")
     data_dir = Path(data_dir)
     device = root_device(trainer_cfg)
     report: dict = {

@@ -157,3 +157,18 @@ def test_the_gpu_profile_trains_a_step(make_config):
     cfg = make_config("pretrain", "trainer=gpu")
     trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False)
     assert trainer.strategy.root_device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"networks": ["resnet81"]}, "networks"),
+        ({"sizes": ["big"]}, "sizes"),
+        ({"steps": 0}, "steps"),
+    ],
+)
+def test_bad_benchmark_settings_are_refused_before_any_work(tmp_path, kwargs, match):
+    from qpae.bench.throughput import measure
+
+    with pytest.raises(ValueError, match=match):
+        measure(tmp_path / "no-data", {"_target_": "lightning.pytorch.Trainer", "accelerator": "cpu"}, **kwargs)
