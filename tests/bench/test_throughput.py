@@ -171,4 +171,6 @@ def test_bad_benchmark_settings_are_refused_before_any_work(tmp_path, kwargs, ma
     from qpae.bench.throughput import measure
 
     with pytest.raises(ValueError, match=match):
-        measure(tmp_path / "no-data", {"_target_": "lightning.pytorch.Trainer", "accelerator": "cpu"}, **kwargs)
+        measure(
+            tmp_path / "no-data", {"_target_": "lightning.pytorch.Trainer", "accelerator": "cpu"}, **kwargs
+        )
