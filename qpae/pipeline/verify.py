@@ -1,0 +1,59 @@
+"""Verification-mode evaluation run: enrol, score trials, write verification.json and a DET curve."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from qpae.audit.inputs import read_checked
+from qpae.audit.run import net_of
+from qpae.checkpoints import save_json
+from qpae.publish import OutputExistsError
+from qpae.verification.evaluate import evaluate
+
+log = logging.getLogger(__name__)
+
+
+def run_verification(cfg: DictConfig) -> dict:
+    """Score every configured model (``models``: name → model.pt) on the same trials; every file
+    is checked against the dataset (classes, split) before any scoring."""
+    out = Path(cfg.output_dir)
+    if (out / "verification.json").exists():
+        raise OutputExistsError(f"{out} already holds verification.json; choose a new output folder")
+    if not cfg.models:
+        raise ValueError(
+            "name the models to score: +models.original=…/pretrained.pt (+models.NAME=… for more)"
+        )
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.setup()
+    files = read_checked(dict(cfg.models), datamodule)
+    enrolled = list(cfg.enrolled) if cfg.enrolled is not None else None
+    report = evaluate(
+        {name: net_of(f) for name, f in files.items()},
+        datamodule,
+        enrolled=enrolled,
+        enrol_clips=cfg.enrol_clips,
+        nontarget_per_clip=int(cfg.nontarget_per_clip),
+        cohort=list(cfg.cohort),
+        seed=int(cfg.seed),
+        det_path=out / "det.png",
+    )
+    report["models_sha256"] = {name: f.sha256 for name, f in files.items()}
+    save_json(out / "verification.json", report)
+    for name, summary in report["models"].items():
+        log.info(
+            "%-14s EER %.2f%%  minDCF@0.01 %.3f  minDCF@0.05 %.3f  (%d target / %d non-target trials)",
+            name,
+            summary["EER"],
+            summary["minDCF@0.01"],
+            summary["minDCF@0.05"],
+            summary["target_trials"],
+            summary["nontarget_trials"],
+        )
+    return report

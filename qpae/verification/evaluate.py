@@ -1,0 +1,160 @@
+"""Verification-mode evaluation of one or more models on one data module's split.
+
+Each model's embedding is its pre-logit features (``forward_head(pre_logits=True)``: GE2E's
+256-d speaker embedding, a CNN's pooled features). People are enrolled from ``enrol_clips`` of
+their *training* clips (seeded choice); trials come from the *test* split
+(:func:`~qpae.verification.trials.make_trials`), so no scored clip was enrolled. Scores are cosine
+similarities, optionally AS-normalised against a cohort of training speakers' voiceprints
+(never a trial's own speaker). Results: EER and minDCF with their trial counts, and a DET curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from qpae.data.windows_dataset import WindowDataset, batches
+from qpae.figures import plt, save, series_style
+from qpae.models.factory import features_and_logits
+from qpae.verification.enrolment import EnrolmentError, EnrolmentStore
+from qpae.verification.scores import detection_summary, error_rates
+from qpae.verification.trials import Trials, as_norm, cosine_scores, make_trials
+
+
+@torch.no_grad()
+def embeddings(net: nn.Module, data: WindowDataset, batch_size: int = 256) -> np.ndarray:
+    """Pre-logit embeddings [n, d] of every window of ``data``, in order (eval mode)."""
+    was_training = net.training
+    net.eval()
+    out = [features_and_logits(net, x)[0].float().cpu() for x, _ in batches(data, batch_size)]
+    net.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def enrolment_positions(
+    speakers: np.ndarray, names: Sequence[str], enrol_clips: int | None, seed: int
+) -> np.ndarray:
+    """Positions of each named person's enrolment clips: ``enrol_clips`` of theirs drawn with
+    ``seed`` (all of them when None). Too few clips is refused before any scoring."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for name in names:
+        own = np.flatnonzero(speakers == name)
+        if enrol_clips is not None and len(own) < enrol_clips:
+            raise EnrolmentError(
+                f"{name!r} has {len(own)} training clips, fewer than enrol_clips={enrol_clips}"
+            )
+        chosen.append(
+            own if enrol_clips is None else np.sort(rng.choice(own, size=enrol_clips, replace=False))
+        )
+    return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+
+
+def score_model(
+    net: nn.Module,
+    train: WindowDataset,
+    test: WindowDataset,
+    class_names: Sequence[str],
+    enrolled: Sequence[str],
+    trials: Trials,
+    enrol_clips: int | None = None,
+    cohort: Sequence[str] = (),
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, dict]:
+    """(scores, summary) of one model on the trials; cohort voiceprints come from ``cohort``'s
+    training clips (AS-norm when at least two)."""
+    train_speakers = np.asarray([class_names[int(c)] for c in train.targets])
+    enrol_pos = enrolment_positions(train_speakers, enrolled, enrol_clips, seed)
+    train_emb = embeddings(net, train.subset(enrol_pos), batch_size)
+    store = EnrolmentStore.enrol(train_emb, train_speakers[enrol_pos], min_clips=1)
+    test_emb = embeddings(net, test, batch_size)
+    scores = cosine_scores(store, test_emb, trials)
+    if len(cohort) >= 2:
+        cohort_pos = enrolment_positions(train_speakers, cohort, enrol_clips, seed + 1)
+        cohort_store = EnrolmentStore.enrol(
+            embeddings(net, train.subset(cohort_pos), batch_size), train_speakers[cohort_pos], min_clips=1
+        )
+        c = cohort_store.voiceprints.astype(np.float64)
+        test_unit = test_emb / np.linalg.norm(test_emb, axis=1, keepdims=True)
+        prints = np.stack([store.voiceprint(n) for n in trials.enrolled]).astype(np.float64)
+        scores = as_norm(scores, prints @ c.T, test_unit[trials.clip] @ c.T)
+    return scores, detection_summary(scores, trials.target)
+
+
+def det_curve(results: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """A DET curve (miss vs false-alarm probability on normal-deviate axes), one curve per model."""
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
+    lo, hi = 5e-4, 0.995  # rates of 0 or 1 sit on the frame rather than at infinite deviates
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for i, (name, (scores, labels)) in enumerate(results.items()):
+        p_miss, p_fa, _ = error_rates(scores, labels)
+        style = series_style(i, len(results))  # identical curves stay visible: the first is thickest
+        ax.plot(
+            norm.ppf(np.clip(p_fa, lo, hi)),
+            norm.ppf(np.clip(p_miss, lo, hi)),
+            label=name,
+            color=style["color"],
+            linestyle=style["linestyle"],
+            linewidth=style["linewidth"],
+        )
+    ax.set_xlim(norm.ppf(lo), norm.ppf(hi))
+    ax.set_ylim(norm.ppf(lo), norm.ppf(hi))
+    ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_xlabel("false-alarm probability (%)")
+    ax.set_ylabel("miss probability (%)")
+    ax.set_title("DET curve (speaker verification)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def evaluate(
+    nets: Mapping[str, nn.Module],
+    datamodule,
+    enrolled: Sequence[str] | None = None,
+    enrol_clips: int | None = 3,
+    nontarget_per_clip: int = 5,
+    cohort: Sequence[str] = (),
+    seed: int = 0,
+    det_path: Path | None = None,
+) -> dict:
+    """Verification figures of every model in ``nets`` on ``datamodule`` (set up), same trials."""
+    names = list(datamodule.class_names)
+    enrolled = list(names if enrolled is None else enrolled)
+    unknown = sorted(set(enrolled) - set(names)) + sorted(set(cohort) - set(names))
+    if unknown:
+        raise EnrolmentError(f"{unknown} are not classes of {datamodule.name} (classes: {names})")
+    overlap = sorted(set(enrolled) & set(cohort))
+    if overlap:
+        raise EnrolmentError(f"{overlap} are both enrolled and in the cohort: a cohort holds other people")
+    train, test = datamodule.dataset("train"), datamodule.dataset("test")
+    test_speakers = [names[int(c)] for c in test.targets]
+    trials = make_trials(test_speakers, enrolled, nontarget_per_clip, seed)
+    report = {
+        "dataset": datamodule.name,
+        "enrolled": sorted(enrolled),
+        "enrol_clips": enrol_clips,
+        "cohort": sorted(cohort),
+        "score_normalisation": "as-norm" if len(cohort) >= 2 else "none",
+        "seed": seed,
+        **trials.counts(),
+        "models": {},
+    }
+    curves = {}
+    for name, net in nets.items():
+        scores, summary = score_model(net, train, test, names, enrolled, trials, enrol_clips, cohort, seed)
+        report["models"][name] = summary
+        curves[name] = (scores, trials.target)
+    if det_path is not None:
+        report["det_curve"] = str(det_curve(curves, det_path))
+    return report
+
+
+__all__ = ["det_curve", "embeddings", "enrolment_positions", "evaluate", "score_model"]
