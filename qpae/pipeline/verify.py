@@ -43,6 +43,7 @@ def run_verification(cfg: DictConfig) -> dict:
         cohort=list(cfg.cohort),
         seed=int(cfg.seed),
         det_path=out / "det.png",
+        reenrol=[str(n) for n in cfg.reenrol],
     )
     report["models_sha256"] = {name: f.sha256 for name, f in files.items()}
     save_json(out / "verification.json", report)
@@ -56,4 +57,15 @@ def run_verification(cfg: DictConfig) -> dict:
             summary["target_trials"],
             summary["nontarget_trials"],
         )
+    for person, per_model in (report.get("reenrolment") or {}).items():
+        for name, fig in per_model.items():
+            log.info(
+                "re-enrolling %s on %-10s EER %.2f%%  score gap %.3f (target %.3f, non-target %.3f)",
+                person,
+                name,
+                fig["EER"],
+                fig["score_gap"],
+                fig["target_mean"],
+                fig["nontarget_mean"],
+            )
     return report

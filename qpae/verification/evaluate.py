@@ -87,6 +87,53 @@ def score_model(
     return scores, detection_summary(scores, trials.target)
 
 
+def reenrolment(
+    net: nn.Module,
+    train: WindowDataset,
+    test: WindowDataset,
+    class_names: Sequence[str],
+    person: str,
+    enrol_clips: int = 3,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict:
+    """Enrol ``person`` again from ``enrol_clips`` of their training clips and score their test
+    clips (targets) and everyone else's (non-targets) against that voiceprint.
+
+    After a real erasure this must look like a never-seen speaker's (retrain's figures), not a
+    training speaker's: the target-trial EER and the score gap (mean target − mean non-target
+    cosine) are the figures; a model that still separates the person well has not forgotten how
+    to recognise them, whatever its classifier head says."""
+    names = list(class_names)
+    if person not in names:
+        raise EnrolmentError(f"{person!r} is not a class of this data (classes: {names})")
+    train_speakers = np.asarray([names[int(c)] for c in train.targets])
+    pos = enrolment_positions(train_speakers, [person], enrol_clips, seed)
+    voiceprint = EnrolmentStore.enrol(embeddings(net, train.subset(pos), batch_size), [person] * len(pos))
+    test_emb = embeddings(net, test, batch_size)
+    test_speakers = [names[int(c)] for c in test.targets]
+    trials = Trials(
+        tuple([person] * len(test_speakers)),
+        np.arange(len(test_speakers), dtype=np.int64),
+        np.asarray([s == person for s in test_speakers], dtype=bool),
+    )
+    if not trials.target.any():
+        raise EnrolmentError(f"{person!r} has no test clips to score")
+    scores = cosine_scores(voiceprint, test_emb, trials)
+    summary = detection_summary(scores, trials.target)
+    target, nontarget = scores[trials.target], scores[~trials.target]
+    return {
+        "person": person,
+        "enrol_clips": enrol_clips,
+        "EER": summary["EER"],
+        "score_gap": float(target.mean() - nontarget.mean()),
+        "target_mean": float(target.mean()),
+        "nontarget_mean": float(nontarget.mean()),
+        "target_trials": summary["target_trials"],
+        "nontarget_trials": summary["nontarget_trials"],
+    }
+
+
 def det_curve(results: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     """A DET curve (miss vs false-alarm probability on normal-deviate axes), one curve per model."""
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
@@ -124,11 +171,17 @@ def evaluate(
     cohort: Sequence[str] = (),
     seed: int = 0,
     det_path: Path | None = None,
+    reenrol: Sequence[str] = (),
 ) -> dict:
-    """Verification figures of every model in ``nets`` on ``datamodule`` (set up), same trials."""
+    """Verification figures of every model in ``nets`` on ``datamodule`` (set up), same trials;
+    with ``reenrol``, each named person's re-enrolment figures per model (:func:`reenrolment`)."""
     names = list(datamodule.class_names)
     enrolled = list(names if enrolled is None else enrolled)
-    unknown = sorted(set(enrolled) - set(names)) + sorted(set(cohort) - set(names))
+    unknown = (
+        sorted(set(enrolled) - set(names))
+        + sorted(set(cohort) - set(names))
+        + sorted(set(reenrol) - set(names))
+    )
     if unknown:
         raise EnrolmentError(f"{unknown} are not classes of {datamodule.name} (classes: {names})")
     overlap = sorted(set(enrolled) & set(cohort))
@@ -152,9 +205,12 @@ def evaluate(
         scores, summary = score_model(net, train, test, names, enrolled, trials, enrol_clips, cohort, seed)
         report["models"][name] = summary
         curves[name] = (scores, trials.target)
+        for person in reenrol:
+            figures = reenrolment(net, train, test, names, person, enrol_clips or 3, seed)
+            report.setdefault("reenrolment", {}).setdefault(person, {})[name] = figures
     if det_path is not None:
         report["det_curve"] = str(det_curve(curves, det_path))
     return report
 
 
-__all__ = ["det_curve", "embeddings", "enrolment_positions", "evaluate", "score_model"]
+__all__ = ["det_curve", "embeddings", "enrolment_positions", "evaluate", "reenrolment", "score_model"]

@@ -83,3 +83,14 @@ def test_the_command_line_needs_a_model_and_says_how(tmp_path):
         timeout=300,
     )
     assert done.returncode == 2 and "+models.original=" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_reenrolment_figures_per_person_and_model(dm):
+    report = evaluate({"a": net(dm), "b": net(dm, 1)}, dm, enrol_clips=3, nontarget_per_clip=1, reenrol=["bob"])
+    figs = report["reenrolment"]["bob"]
+    assert set(figs) == {"a", "b"}
+    for f in figs.values():
+        assert f["target_trials"] > 0 and f["nontarget_trials"] > 0
+        assert f["score_gap"] == pytest.approx(f["target_mean"] - f["nontarget_mean"])
+    with pytest.raises(EnrolmentError, match="not classes"):
+        evaluate({"a": net(dm)}, dm, reenrol=["zed"])
