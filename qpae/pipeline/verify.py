@@ -33,6 +33,7 @@ def run_verification(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup()
     files = read_checked(dict(cfg.models), datamodule)
+    out.mkdir(parents=True, exist_ok=True)
     enrolled = list(cfg.enrolled) if cfg.enrolled is not None else None
     report = evaluate(
         {name: net_of(f) for name, f in files.items()},
