@@ -31,7 +31,11 @@ def test_every_config_file_composes(make_config, config_name, group, option):
     cfg = make_config(config_name, f"{group}={option}")
     del cfg.hydra  # the job's own keys (sweep numbers) exist only inside a run
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["trainer"]["_target_"] == "lightning.pytorch.Trainer"
+    # trainer=gpu builds a Lightning Trainer through qpae's accelerated_trainer (its speed settings)
+    assert resolved["trainer"]["_target_"] in (
+        "lightning.pytorch.Trainer",
+        "qpae.pipeline.device.accelerated_trainer",
+    )
     assert resolved["dataset"]["_target_"].startswith("qpae.data.")
     key = "output" if config_name == "pretrain" else "input"
     assert resolved[key].endswith("pretrained.pt")

@@ -86,7 +86,9 @@ def test_the_command_line_needs_a_model_and_says_how(tmp_path):
 
 
 def test_reenrolment_figures_per_person_and_model(dm):
-    report = evaluate({"a": net(dm), "b": net(dm, 1)}, dm, enrol_clips=3, nontarget_per_clip=1, reenrol=["bob"])
+    report = evaluate(
+        {"a": net(dm), "b": net(dm, 1)}, dm, enrol_clips=3, nontarget_per_clip=1, reenrol=["bob"]
+    )
     figs = report["reenrolment"]["bob"]
     assert set(figs) == {"a", "b"}
     for f in figs.values():
