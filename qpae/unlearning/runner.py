@@ -20,6 +20,7 @@ import torch
 
 from qpae.checkpoints import ModelFile, build_net, json_bytes, model_bytes, read_model
 from qpae.data.base import AudioDataModule
+from qpae.data.features import FeatureConfig
 from qpae.metrics.unlearning import METRIC_ORDER
 from qpae.publish import OutputExistsError, ensure_free, publish_files
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
@@ -33,8 +34,19 @@ log = logging.getLogger(__name__)
 OUTPUT_FILES = ("model.pt", "metrics.json", "receipt.json")
 
 
+def _features_of(recorded: object, path: Path) -> FeatureConfig:
+    """The feature settings a model file records (settings it lacks take their defaults)."""
+    try:
+        settings = dict(recorded)
+        if settings.get("resize") is not None:
+            settings["resize"] = tuple(settings["resize"])
+        return FeatureConfig(**settings)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} records feature settings qpae does not know: {recorded} ({err})") from None
+
+
 def check_compatible(meta: dict, datamodule: AudioDataModule, path: Path) -> None:
-    """The model file must have been trained on this dataset's classes and split."""
+    """The model file must have been trained on this dataset's classes, split and features."""
     try:
         data = meta["data"]
         num_classes, fingerprint = data["num_classes"], data["split_fingerprint"]
@@ -55,6 +67,13 @@ def check_compatible(meta: dict, datamodule: AudioDataModule, path: Path) -> Non
         raise ValueError(
             f"{path} was trained on other classes of {datamodule.name} (or in another order); "
             "its class indices would name other people here"
+        )
+    recorded = data.get("features")
+    if recorded is not None and _features_of(recorded, path) != datamodule.features:
+        raise ValueError(
+            f"{path} was trained on other features ({_features_of(recorded, path).as_dict()}) than these "
+            f"({datamodule.features.as_dict()}): it would read them as noise. Choose the model= (and "
+            "dataset.features) it was trained with"
         )
     if fingerprint != datamodule.split_fingerprint:
         raise ValueError(

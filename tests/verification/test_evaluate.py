@@ -96,3 +96,20 @@ def test_reenrolment_figures_per_person_and_model(dm):
         assert f["score_gap"] == pytest.approx(f["target_mean"] - f["nontarget_mean"])
     with pytest.raises(EnrolmentError, match="not classes"):
         evaluate({"a": net(dm)}, dm, reenrol=["zed"])
+
+
+def test_a_model_of_other_features_is_refused(dm):
+    from qpae.data.features import FeatureConfig
+    from qpae.unlearning.runner import check_compatible
+
+    meta = {"data": {**dm.describe(), "features": FeatureConfig(n_mels=40, front_end="ge2e_mel").as_dict()}}
+    with pytest.raises(ValueError, match="other features"):
+        check_compatible(meta, dm, Path("m.pt"))
+    check_compatible({"data": dm.describe()}, dm, Path("m.pt"))  # its own features pass
+    old = {
+        "data": {
+            **dm.describe(),
+            "features": {k: v for k, v in dm.features.as_dict().items() if k != "n_fft"},
+        }
+    }
+    check_compatible(old, dm, Path("m.pt"))  # a setting a file predates takes its default
