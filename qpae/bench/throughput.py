@@ -199,9 +199,11 @@ def measure_network(
     warmup: int,
     best_batch_size: int = 256,
     repeats: int = 1,
+    device: torch.device | None = None,
 ) -> dict:
-    """The four loops of one network on one data module (already set up), ``repeats`` rounds."""
-    device = root_device(trainer_cfg)
+    """The four loops of one network on one data module (already set up), ``repeats`` rounds, on
+    ``device`` (the trainer config's, found by building one when not given)."""
+    device = device or root_device(trainer_cfg)
     dm.place_on(device)
     shape = tuple(dm.input_shape[1:])
     precision = resolve_precision(
@@ -316,7 +318,9 @@ def measure(
                 rows.append(
                     {
                         "size": str(size),
-                        **measure_network(dm, network, trainer_cfg, steps, warmup, best_batch_size, repeats),
+                        **measure_network(
+                            dm, network, trainer_cfg, steps, warmup, best_batch_size, repeats, device
+                        ),
                     }
                 )
     report["training"] = rows

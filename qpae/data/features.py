@@ -55,6 +55,18 @@ FRONT_ENDS = ("log_mel", "ge2e_mel")
 F16_MAX = 65504.0
 
 
+def mel_spectrogram(config: FeatureConfig, **options) -> T.MelSpectrogram:
+    """torchaudio's mel spectrogram at ``config``'s rate, window, hop and bands (plus ``options``)."""
+    return T.MelSpectrogram(
+        sample_rate=config.sample_rate,
+        n_fft=config.n_fft,
+        win_length=int(round(config.sample_rate * config.win_ms / 1000)),
+        hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
+        n_mels=config.n_mels,
+        **options,
+    )
+
+
 class LogMel(torch.nn.Module):
     """Waveforms [N, samples] → log-mel images [N, 1, n_mels, frames] (dB, or resized).
 
@@ -65,13 +77,7 @@ class LogMel(torch.nn.Module):
     def __init__(self, config: FeatureConfig) -> None:
         super().__init__()
         self.config = config
-        self.mel = T.MelSpectrogram(
-            sample_rate=config.sample_rate,
-            n_fft=config.n_fft,
-            win_length=int(round(config.sample_rate * config.win_ms / 1000)),
-            hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
-            n_mels=config.n_mels,
-        )
+        self.mel = mel_spectrogram(config)
         self.to_db = T.AmplitudeToDB(stype="power", top_db=80.0)
 
     @torch.no_grad()
@@ -95,17 +101,8 @@ class GE2EMel(torch.nn.Module):
     def __init__(self, config: FeatureConfig) -> None:
         super().__init__()
         self.config = config
-        self.mel = T.MelSpectrogram(
-            sample_rate=config.sample_rate,
-            n_fft=config.n_fft,
-            win_length=int(round(config.sample_rate * config.win_ms / 1000)),
-            hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
-            n_mels=config.n_mels,
-            power=2.0,
-            center=True,
-            pad_mode="constant",
-            norm="slaney",
-            mel_scale="slaney",
+        self.mel = mel_spectrogram(
+            config, power=2.0, center=True, pad_mode="constant", norm="slaney", mel_scale="slaney"
         )
 
     @torch.no_grad()

@@ -22,6 +22,8 @@ import torch
 from timm.models import register_model
 from torch import nn
 
+from qpae.models.head import LinearHead
+
 N_MELS = 40
 HIDDEN = 256
 EMBEDDING = 256
@@ -63,7 +65,7 @@ def load_encoder_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     return encoder
 
 
-class GE2E(nn.Module):
+class GE2E(LinearHead, nn.Module):
     """GE2E encoder + linear classification head, with timm's head API.
 
     Args:
@@ -110,13 +112,6 @@ class GE2E(nn.Module):
         _, (hidden, _) = self.lstm(mels)
         raw = self.relu(self.linear(hidden[-1]))
         return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 1, 40, frames] → the utterance embedding [B, 256]."""

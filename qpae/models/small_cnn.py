@@ -10,6 +10,8 @@ import torch
 from timm.models import register_model
 from torch import nn
 
+from qpae.models.head import LinearHead
+
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
@@ -19,7 +21,7 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(LinearHead, nn.Module):
     """Four conv blocks (strides 2,2,2,1), global average pool, dropout, linear ``head``.
 
     Exposes timm's head API (``get_classifier``, ``reset_classifier``, ``forward_features``,
@@ -39,13 +41,6 @@ class SmallCNN(nn.Module):
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes)
         self.num_classes = num_classes
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
