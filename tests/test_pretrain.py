@@ -47,7 +47,7 @@ def test_unknown_dataset_lists_the_valid_ones(make_config):
     assert "fsdd" in str(err.value) and "audiomnist" in str(err.value)
 
 
-@pytest.mark.parametrize("model", ["small_cnn", "resnet18", "vit_tiny"])
+@pytest.mark.parametrize("model", ["small_cnn", "resnet18", "vit_tiny", "ecapa_tdnn"])
 def test_fast_dev_run_writes_a_weights_only_model(make_config, model):
     cfg = make_config("pretrain", *SMALL, f"model={model}", "logger=none", "+trainer.fast_dev_run=true")
     pretrain(cfg)

@@ -11,6 +11,8 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from qpae.models.ecapa import margin_logits
+
 
 class ClassifierModule(L.LightningModule):
     """Trains ``net`` (any model with timm's head API) as a K-way classifier.
@@ -54,7 +56,9 @@ class ClassifierModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, acc) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        # an angular-margin head (ECAPA-TDNN's) trains on margin logits; metrics read the plain ones
+        trained = margin_logits(self.net, logits, y) if split == "train" else logits
+        loss = F.cross_entropy(trained, y, label_smoothing=self.label_smoothing)
         acc(logits, y)
         self.log(
             f"{split}/loss",

@@ -7,10 +7,11 @@ import os
 import timm
 from torch import Tensor, nn
 
+import qpae.models.ecapa  # noqa: F401  (registers ecapa_tdnn with timm; SpeechBrain loads on use)
 import qpae.models.ge2e  # noqa: F401  (registers ge2e with timm)
 import qpae.models.small_cnn  # noqa: F401  (registers qpae_small_cnn with timm)
 
-SUPPORTED = ("resnet18", "vit_tiny_patch16_224", "qpae_small_cnn", "ge2e")
+SUPPORTED = ("resnet18", "vit_tiny_patch16_224", "qpae_small_cnn", "ge2e", "ecapa_tdnn")
 
 # The settings qpae's own model configs (conf/model/*.yaml) may carry, per model. A model file
 # records its settings as data; rebuilding from a file accepts these and nothing else, so a file
@@ -21,6 +22,7 @@ MODEL_SETTINGS: dict[str, frozenset[str]] = {
     "vit_tiny_patch16_224": frozenset({"pretrained", "drop_rate"}),
     "qpae_small_cnn": frozenset({"pretrained", "width", "drop_rate"}),
     "ge2e": frozenset({"pretrained", "freeze_encoder", "drop_rate"}),
+    "ecapa_tdnn": frozenset({"pretrained", "channels", "embedding", "scale", "margin", "drop_rate"}),
 }
 
 
@@ -48,7 +50,7 @@ def create_model(
         # pad the spectrogram to whole 16-pixel patches rather than drop its last frames
         padded = tuple(-(-int(s) // 16) * 16 for s in img_size)
         kwargs = {"img_size": padded, "dynamic_img_size": True, "dynamic_img_pad": True, **kwargs}
-    if name == "ge2e":  # it checks that the features are its own front end's
+    if name in ("ge2e", "ecapa_tdnn"):  # they read the mel count (and check it)
         kwargs = {"img_size": img_size, **kwargs}
     try:
         model = timm.create_model(
@@ -95,13 +97,14 @@ def model_from_settings(
     extra = sorted(set(settings) - {"_target_", "name"} - MODEL_SETTINGS[name])
     if extra:
         raise ValueError(f"refusing model file: {name} settings {extra} are not qpae model settings")
-    for key in ("width",):
+    for key in ("width", "channels", "embedding"):
         if key in settings and (isinstance(settings[key], bool) or not isinstance(settings[key], int)):
             raise ValueError(f"refusing model file: {key} must be an integer")
     if "freeze_encoder" in settings and not isinstance(settings["freeze_encoder"], bool):
         raise ValueError("refusing model file: freeze_encoder must be true or false")
-    if "drop_rate" in settings and not isinstance(settings["drop_rate"], int | float):
-        raise ValueError("refusing model file: drop_rate must be a number")
+    for key in ("drop_rate", "scale", "margin"):
+        if key in settings and (isinstance(settings[key], bool) or not isinstance(settings[key], int | float)):
+            raise ValueError(f"refusing model file: {key} must be a number")
     kwargs = {k: v for k, v in settings.items() if k not in ("_target_", "name", "pretrained")}
     pretrained = bool(settings.get("pretrained", False)) and load_pretrained
     return create_model(

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from qpae.metrics.unlearning import unlearning_metrics
+from qpae.models.ecapa import margin_logits
 from qpae.models.factory import features_and_logits
 from qpae.unlearning.methods.base import TrainingData, UnlearningMethod
 from qpae.unlearning.request import ForgetRequest
@@ -64,6 +65,8 @@ class UnlearnModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         features, logits = features_and_logits(self.net, x)
+        if self.method.from_scratch:  # retrain replays pretraining: an AAM head's margin too
+            logits = margin_logits(self.net, logits, y)
         loss = self.method.loss(logits, y, self.request, features)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
