@@ -13,11 +13,12 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from qpae.checkpoints import json_bytes, read_model, write_atomic
+from qpae.checkpoints import json_bytes, read_model, sha256_file, write_atomic
 from qpae.data.store import purge_everywhere
 from qpae.pipeline import latest
 from qpae.pipeline.config import finish_loggers, instantiate_dict, is_rank_zero, log_config
 from qpae.pipeline.device import build_trainer, check_device
+from qpae.pipeline.enrol import erase_from_stores, plan_verification_erasure, verification_stores
 from qpae.publish import remove_stale_leftovers
 from qpae.unlearning.request import selections_from_config
 from qpae.unlearning.runner import ModelNotFoundError, check_outputs_free, run_requests
@@ -150,6 +151,9 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
         raise ModelNotFoundError(
             f"no pretrained model at {source}; create it with `{pretrain_hint()}` (or point input=... at a model file)"
         )
+    # verification mode: the stores exist, and one request (its receipt records their edits)
+    if verification_stores(cfg)[0] is not None and len(selections) != 1:
+        raise ValueError("verification.enrolment takes one request (forget=… or forget_index=…), not a sequence")
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
     check_device(cfg.trainer)  # and trainer=gpu on a machine without one
     purge = cfg.get("purge")
@@ -168,6 +172,10 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
             "speakers (each holds several people): forget speakers of a speaker-ID dataset, or set purge=false"
         )
     purge = datamodule.label_is_speaker if purge is None else purge
+    store_edits = None
+    if verification_stores(cfg)[0] is not None:  # every forgotten person enrolled: checked before training
+        forgotten = [datamodule.class_names[c] for c in selections[0].resolve(datamodule.class_names)]
+        store_edits = plan_verification_erasure(cfg, datamodule, forgotten, source, sha256_file(source))
     # loggers start with the first trainer, after every check: a refused run leaves no W&B folder
     loggers: list = []
 
@@ -195,6 +203,10 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
     published = (last / "model.pt").is_file()
+    if store_edits is not None and published and is_rank_zero():  # before a purge: re-enrolment reads clips
+        entry = erase_from_stores(store_edits, datamodule, last / "model.pt")
+        receipt = json.loads((last / "receipt.json").read_text(encoding="utf-8"))
+        write_atomic(last / "receipt.json", json_bytes({**receipt, "verification": entry}))
     purge_started = time.perf_counter()
     if purge and published and is_rank_zero():
         purge_forgotten(datamodule, source, out_root, reports)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,14 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EnrolmentStore:
-    """Enrolled names, their voiceprints [S, d] (unit length) and how many clips made each."""
+    """Enrolled names, their voiceprints [S, d] (unit length) and how many clips made each;
+    ``meta``: how it was made (the encoder's sha256, the dataset, enrol_clips, seed), so that a
+    later edit can check it is applied to the store of the model it erases from."""
 
     names: tuple[str, ...]
     voiceprints: np.ndarray
     clips: tuple[int, ...]
+    meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if len(set(self.names)) != len(self.names):
@@ -93,7 +97,10 @@ class EnrolmentStore:
             raise EnrolmentError(f"cannot remove {unknown}: not enrolled (enrolled: {list(self.names)})")
         keep = [k for k, n in enumerate(self.names) if n not in set(names)]
         return EnrolmentStore(
-            tuple(self.names[k] for k in keep), self.voiceprints[keep], tuple(self.clips[k] for k in keep)
+            tuple(self.names[k] for k in keep),
+            self.voiceprints[keep],
+            tuple(self.clips[k] for k in keep),
+            dict(self.meta),
         )
 
     def to_bytes(self) -> bytes:
@@ -104,6 +111,7 @@ class EnrolmentStore:
             names=np.asarray(self.names, dtype=np.str_),
             voiceprints=self.voiceprints.astype(np.float32),
             clips=np.asarray(self.clips, dtype=np.int64),
+            meta=np.asarray(json.dumps(self.meta, sort_keys=True, default=str)),
         )
         return buffer.getvalue()
 
@@ -122,7 +130,8 @@ class EnrolmentStore:
             if "format" not in f or str(f["format"]) != FORMAT:
                 raise EnrolmentError(f"{path} is not a qpae enrolment store ({FORMAT})")
             names = tuple(str(n) for n in f["names"])
-            return cls(names, f["voiceprints"].astype(np.float32), tuple(int(c) for c in f["clips"]))
+            meta = json.loads(str(f["meta"])) if "meta" in f else {}
+            return cls(names, f["voiceprints"].astype(np.float32), tuple(int(c) for c in f["clips"]), meta)
 
 
 def remove_speakers(path: str | Path, names: Sequence[str]) -> dict:

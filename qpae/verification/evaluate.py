@@ -55,6 +55,24 @@ def enrolment_positions(
     return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
 
 
+def enrol_people(
+    net: nn.Module,
+    train: WindowDataset,
+    class_names: Sequence[str],
+    people: Sequence[str],
+    enrol_clips: int | None,
+    seed: int,
+    meta: dict | None = None,
+    batch_size: int = 256,
+) -> EnrolmentStore:
+    """A store of ``people``'s voiceprints under ``net``, from ``enrol_clips`` of each one's
+    training clips drawn with ``seed`` (the same draw for the same inputs)."""
+    train_speakers = np.asarray([class_names[int(c)] for c in train.targets])
+    pos = enrolment_positions(train_speakers, people, enrol_clips, seed)
+    store = EnrolmentStore.enrol(embeddings(net, train.subset(pos), batch_size), train_speakers[pos], min_clips=1)
+    return EnrolmentStore(store.names, store.voiceprints, store.clips, dict(meta or {}))
+
+
 def score_model(
     net: nn.Module,
     train: WindowDataset,
@@ -69,17 +87,11 @@ def score_model(
 ) -> tuple[np.ndarray, dict]:
     """(scores, summary) of one model on the trials; cohort voiceprints come from ``cohort``'s
     training clips (AS-norm when at least two)."""
-    train_speakers = np.asarray([class_names[int(c)] for c in train.targets])
-    enrol_pos = enrolment_positions(train_speakers, enrolled, enrol_clips, seed)
-    train_emb = embeddings(net, train.subset(enrol_pos), batch_size)
-    store = EnrolmentStore.enrol(train_emb, train_speakers[enrol_pos], min_clips=1)
+    store = enrol_people(net, train, class_names, enrolled, enrol_clips, seed, batch_size=batch_size)
     test_emb = embeddings(net, test, batch_size)
     scores = cosine_scores(store, test_emb, trials)
     if len(cohort) >= 2:
-        cohort_pos = enrolment_positions(train_speakers, cohort, enrol_clips, seed + 1)
-        cohort_store = EnrolmentStore.enrol(
-            embeddings(net, train.subset(cohort_pos), batch_size), train_speakers[cohort_pos], min_clips=1
-        )
+        cohort_store = enrol_people(net, train, class_names, cohort, enrol_clips, seed + 1, batch_size=batch_size)
         c = cohort_store.voiceprints.astype(np.float64)
         test_unit = test_emb / np.linalg.norm(test_emb, axis=1, keepdims=True)
         prints = np.stack([store.voiceprint(n) for n in trials.enrolled]).astype(np.float64)
@@ -213,4 +225,12 @@ def evaluate(
     return report
 
 
-__all__ = ["det_curve", "embeddings", "enrolment_positions", "evaluate", "reenrolment", "score_model"]
+__all__ = [
+    "det_curve",
+    "embeddings",
+    "enrol_people",
+    "enrolment_positions",
+    "evaluate",
+    "reenrolment",
+    "score_model",
+]
