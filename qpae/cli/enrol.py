@@ -15,7 +15,10 @@ def _main(cfg: DictConfig) -> None:
     from qpae.pipeline.enrol import run_enrol  # `--help` does not wait for Lightning
 
     record = run_enrol(cfg)
-    print(f"{cfg.action}: {cfg.output_dir}/" + ("enrolment.json" if record["action"] == "enrol" else "receipt.json"))
+    print(
+        f"{cfg.action}: {cfg.output_dir}/"
+        + ("enrolment.json" if record["action"] == "enrol" else "receipt.json")
+    )
 
 
 main = entry_point(_main)

@@ -34,7 +34,9 @@ class AngularHead(nn.Linear):
     def __init__(self, in_features: int, out_features: int, scale: float = 30.0, margin: float = 0.2) -> None:
         super().__init__(in_features, out_features, bias=False)
         if scale <= 0 or not 0 <= margin < 1:
-            raise ValueError(f"an AAM head needs scale > 0 and 0 <= margin < 1, got scale={scale}, margin={margin}")
+            raise ValueError(
+                f"an AAM head needs scale > 0 and 0 <= margin < 1, got scale={scale}, margin={margin}"
+            )
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +96,17 @@ class ECAPA(LinearHead, nn.Module):
     ) -> None:
         super().__init__()
         if in_chans != 1:
-            raise ValueError(f"ecapa_tdnn reads one mel spectrogram per clip (in_chans=1), got in_chans={in_chans}")
+            raise ValueError(
+                f"ecapa_tdnn reads one mel spectrogram per clip (in_chans=1), got in_chans={in_chans}"
+            )
         if img_size is None:
-            raise ValueError("ecapa_tdnn needs img_size=(mels, frames): the encoder's input width is the mel count")
+            raise ValueError(
+                "ecapa_tdnn needs img_size=(mels, frames): the encoder's input width is the mel count"
+            )
         if channels < 8 or channels % 8:
-            raise ValueError(f"ecapa_tdnn channels must be a positive multiple of 8 (Res2Net scale 8), got {channels}")
+            raise ValueError(
+                f"ecapa_tdnn channels must be a positive multiple of 8 (Res2Net scale 8), got {channels}"
+            )
         if embedding < 1:
             raise ValueError(f"ecapa_tdnn embedding must be positive, got {embedding}")
         self.n_mels = int(img_size[0])
@@ -117,12 +125,16 @@ class ECAPA(LinearHead, nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.head = AngularHead(self.num_features, num_classes, scale=self.head.scale, margin=self.head.margin)
+        self.head = AngularHead(
+            self.num_features, num_classes, scale=self.head.scale, margin=self.head.margin
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 1, mels, frames] → the speaker embedding [B, embedding]."""
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.n_mels:
-            raise ValueError(f"ecapa_tdnn expects [batch, 1, {self.n_mels}, frames] features, got {list(x.shape)}")
+            raise ValueError(
+                f"ecapa_tdnn expects [batch, 1, {self.n_mels}, frames] features, got {list(x.shape)}"
+            )
         return self.encoder(x[:, 0].transpose(1, 2)).flatten(1)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

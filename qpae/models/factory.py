@@ -103,7 +103,9 @@ def model_from_settings(
     if "freeze_encoder" in settings and not isinstance(settings["freeze_encoder"], bool):
         raise ValueError("refusing model file: freeze_encoder must be true or false")
     for key in ("drop_rate", "scale", "margin"):
-        if key in settings and (isinstance(settings[key], bool) or not isinstance(settings[key], int | float)):
+        if key in settings and (
+            isinstance(settings[key], bool) or not isinstance(settings[key], int | float)
+        ):
             raise ValueError(f"refusing model file: {key} must be a number")
     kwargs = {k: v for k, v in settings.items() if k not in ("_target_", "name", "pretrained")}
     pretrained = bool(settings.get("pretrained", False)) and load_pretrained

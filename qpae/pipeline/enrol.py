@@ -47,7 +47,9 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
     datamodule.prepare_data()
     datamodule.setup()
     names = list(datamodule.class_names)
-    enrolled = [str(n) for n in cfg.enrolled] if cfg.enrolled is not None else [n for n in names if n not in cohort]
+    enrolled = (
+        [str(n) for n in cfg.enrolled] if cfg.enrolled is not None else [n for n in names if n not in cohort]
+    )
     unknown = sorted((set(enrolled) | set(cohort)) - set(names))
     if unknown:
         raise EnrolmentError(f"{unknown} are not classes of {datamodule.name} (classes: {names})")
@@ -55,7 +57,9 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
     if overlap:
         raise EnrolmentError(f"{overlap} are both enrolled and in the cohort: a cohort holds other people")
     if len(cohort) == 1:
-        raise EnrolmentError("a cohort needs at least two people (AS-norm takes its top scores); give none or more")
+        raise EnrolmentError(
+            "a cohort needs at least two people (AS-norm takes its top scores); give none or more"
+        )
     model = read_checked({"input": cfg.input}, datamodule)["input"]
     net = net_of(model)
     train = datamodule.dataset("train")
@@ -67,12 +71,20 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
         store = enrol_people(net, train, names, people, enrol_clips, seed, meta)
         short = {n: c for n, c in zip(store.names, store.clips, strict=True) if c < int(cfg.min_clips)}
         if short:
-            raise EnrolmentError(f"enrolment needs at least {cfg.min_clips} clips per person; too few for {short}")
+            raise EnrolmentError(
+                f"enrolment needs at least {cfg.min_clips} clips per person; too few for {short}"
+            )
         path = out / f"{kind}.npz"
         written[kind] = {"store": str(path), "sha256": store.save(path), "people": list(store.names)}
         log.info("%s store: %d people → %s", kind, len(store.names), path)
-    return {"action": "enrol", "dataset": datamodule.name, "model": str(cfg.input), "model_sha256": model.sha256,
-            "enrol_clips": enrol_clips, "stores": written}
+    return {
+        "action": "enrol",
+        "dataset": datamodule.name,
+        "model": str(cfg.input),
+        "model_sha256": model.sha256,
+        "enrol_clips": enrol_clips,
+        "stores": written,
+    }
 
 
 def remove_people(cfg: DictConfig) -> dict:
@@ -80,8 +92,14 @@ def remove_people(cfg: DictConfig) -> dict:
     edits = plan_store_edits(names, cfg.verification.enrolment, cfg.verification.cohort)
     records = apply_store_edits(edits)
     for r in records:
-        log.info("%s store %s: removed %s (sha256 %s… → %s…)", r["kind"], r["store"], r["removed"] or "nobody",
-                 r["sha256_before"][:12], r["sha256_after"][:12])
+        log.info(
+            "%s store %s: removed %s (sha256 %s… → %s…)",
+            r["kind"],
+            r["store"],
+            r["removed"] or "nobody",
+            r["sha256_before"][:12],
+            r["sha256_after"][:12],
+        )
     return {"action": "remove", "forgotten": sorted(names), "stores": records}
 
 
@@ -98,7 +116,9 @@ def run_enrol(cfg: DictConfig) -> dict:
     if action == "remove" and not cfg.forget:
         raise EnrolmentError("action=remove needs forget=[names]")
     if action == "enrol" and cfg.forget:
-        raise EnrolmentError("forget=… is for action=remove (or for qpae-unlearn with verification.enrolment=…)")
+        raise EnrolmentError(
+            "forget=… is for action=remove (or for qpae-unlearn with verification.enrolment=…)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     record = make_stores(cfg, out) if action == "enrol" else remove_people(cfg)
     save_json(out / record_name, record)
@@ -151,7 +171,11 @@ def erase_from_stores(edits, datamodule, model_path: Path) -> dict:
     for r in records:
         log.info(
             "%s store %s: removed %s, re-enrolled %d with the new encoder (sha256 %s… → %s…)",
-            r["kind"], r["store"], r["removed"] or "nobody", r["people_after"], r["sha256_before"][:12],
+            r["kind"],
+            r["store"],
+            r["removed"] or "nobody",
+            r["people_after"],
+            r["sha256_before"][:12],
             r["sha256_after"][:12],
         )
     return {"status": "done", "encoder_sha256": new.sha256, "stores": records}

@@ -153,7 +153,9 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
         )
     # verification mode: the stores exist, and one request (its receipt records their edits)
     if verification_stores(cfg)[0] is not None and len(selections) != 1:
-        raise ValueError("verification.enrolment takes one request (forget=… or forget_index=…), not a sequence")
+        raise ValueError(
+            "verification.enrolment takes one request (forget=… or forget_index=…), not a sequence"
+        )
     hydra.utils.instantiate(cfg.unlearn)  # a bad method setting fails now too
     check_device(cfg.trainer)  # and trainer=gpu on a machine without one
     purge = cfg.get("purge")

@@ -54,7 +54,9 @@ def plan_store_edits(
     if not names:
         raise EnrolmentError("name at least one person to forget")
     if enrolment is None:
-        raise EnrolmentError("verification-mode forgetting needs the enrolment store (verification.enrolment=…)")
+        raise EnrolmentError(
+            "verification-mode forgetting needs the enrolment store (verification.enrolment=…)"
+        )
     paths = {"enrolment": Path(enrolment), **({"cohort": Path(cohort)} if cohort is not None else {})}
     if len(paths) == 2 and paths["enrolment"].resolve() == paths["cohort"].resolve():
         raise EnrolmentError(f"the enrolment store and the cohort are the same file ({paths['enrolment']})")

@@ -69,7 +69,9 @@ def enrol_people(
     training clips drawn with ``seed`` (the same draw for the same inputs)."""
     train_speakers = np.asarray([class_names[int(c)] for c in train.targets])
     pos = enrolment_positions(train_speakers, people, enrol_clips, seed)
-    store = EnrolmentStore.enrol(embeddings(net, train.subset(pos), batch_size), train_speakers[pos], min_clips=1)
+    store = EnrolmentStore.enrol(
+        embeddings(net, train.subset(pos), batch_size), train_speakers[pos], min_clips=1
+    )
     return EnrolmentStore(store.names, store.voiceprints, store.clips, dict(meta or {}))
 
 
@@ -91,7 +93,9 @@ def score_model(
     test_emb = embeddings(net, test, batch_size)
     scores = cosine_scores(store, test_emb, trials)
     if len(cohort) >= 2:
-        cohort_store = enrol_people(net, train, class_names, cohort, enrol_clips, seed + 1, batch_size=batch_size)
+        cohort_store = enrol_people(
+            net, train, class_names, cohort, enrol_clips, seed + 1, batch_size=batch_size
+        )
         c = cohort_store.voiceprints.astype(np.float64)
         test_unit = test_emb / np.linalg.norm(test_emb, axis=1, keepdims=True)
         prints = np.stack([store.voiceprint(n) for n in trials.enrolled]).astype(np.float64)

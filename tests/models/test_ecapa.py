@@ -44,7 +44,9 @@ def test_the_margin_lowers_only_the_target_logit_by_an_angle():
     theta = torch.arccos(cos)
     # SpeechBrain's AAM: cos(θ + m) where θ + m < π, its linear extension past that
     fine = theta + 0.3 < math.pi
-    torch.testing.assert_close(trained[target][fine], 10.0 * torch.cos(theta[fine] + 0.3), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        trained[target][fine], 10.0 * torch.cos(theta[fine] + 0.3), atol=1e-4, rtol=1e-4
+    )
     assert (trained[target] < logits[target]).all()
 
 

@@ -28,7 +28,9 @@ def sha(path) -> str:
 def store(names, meta=None, d=4, seed=0) -> EnrolmentStore:
     rng = np.random.default_rng(seed)
     prints = rng.standard_normal((len(names), d)).astype(np.float32)
-    return EnrolmentStore(tuple(names), prints / np.linalg.norm(prints, axis=1, keepdims=True), (3,) * len(names), meta or {})
+    return EnrolmentStore(
+        tuple(names), prints / np.linalg.norm(prints, axis=1, keepdims=True), (3,) * len(names), meta or {}
+    )
 
 
 def test_a_person_not_enrolled_is_refused_and_nothing_is_modified(tmp_path):
@@ -79,7 +81,9 @@ def test_a_store_changed_since_planning_is_left_alone(tmp_path):
 
 def enrol(tmp_path, base, original, *extra):
     data_only = [o for o in base if not o.startswith(("logger=", "trainer."))]  # qpae-enrol trains nothing
-    cfg = compose_config("enrol", [*data_only, f"input={original}", "cohort=[spk06,spk07]", *extra], tmp_path / "stores")
+    cfg = compose_config(
+        "enrol", [*data_only, f"input={original}", "cohort=[spk06,spk07]", *extra], tmp_path / "stores"
+    )
     run_enrol(cfg)
     return tmp_path / "stores" / "run" / "enrolment.npz", tmp_path / "stores" / "run" / "cohort.npz"
 
@@ -95,8 +99,14 @@ def test_one_request_forgets_a_speaker_from_the_encoder_the_store_and_the_cohort
     before = sha(enrolment), sha(cohort)
     cfg = compose_config(
         "unlearn",
-        [*base, f"input={pretrained}", *FAST, "forget=[spk01]",
-         f"verification.enrolment={enrolment}", f"verification.cohort={cohort}"],
+        [
+            *base,
+            f"input={pretrained}",
+            *FAST,
+            "forget=[spk01]",
+            f"verification.enrolment={enrolment}",
+            f"verification.cohort={cohort}",
+        ],
         tmp_path,
     )
     unlearn(cfg)
@@ -107,10 +117,15 @@ def test_one_request_forgets_a_speaker_from_the_encoder_the_store_and_the_cohort
     by_kind = {r["kind"]: r for r in entry["stores"]}
     assert by_kind["enrolment"]["removed"] == ["spk01"] and by_kind["cohort"]["removed"] == []
     assert (by_kind["enrolment"]["sha256_before"], by_kind["cohort"]["sha256_before"]) == before
-    assert (by_kind["enrolment"]["sha256_after"], by_kind["cohort"]["sha256_after"]) == (sha(enrolment), sha(cohort))
+    assert (by_kind["enrolment"]["sha256_after"], by_kind["cohort"]["sha256_after"]) == (
+        sha(enrolment),
+        sha(cohort),
+    )
     after = EnrolmentStore.load(enrolment)
     assert "spk01" not in after.names and len(after.names) == 5
-    assert after.meta["encoder_sha256"] == sha(out / "model.pt")  # the others, re-enrolled with the new encoder
+    assert after.meta["encoder_sha256"] == sha(
+        out / "model.pt"
+    )  # the others, re-enrolled with the new encoder
     assert verify_receipt(out / "receipt.json", out / "model.pt").ok
 
 
@@ -132,7 +147,12 @@ def test_store_only_removal_and_bad_enrolment_input(tmp_path, base, pretrained):
     enrolment, cohort = enrol(tmp_path, base, pretrained)
     cfg = compose_config(
         "enrol",
-        ["action=remove", "forget=[spk03]", f"verification.enrolment={enrolment}", f"verification.cohort={cohort}"],
+        [
+            "action=remove",
+            "forget=[spk03]",
+            f"verification.enrolment={enrolment}",
+            f"verification.cohort={cohort}",
+        ],
         tmp_path / "remove",
     )
     record = run_enrol(cfg)
