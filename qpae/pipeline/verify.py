@@ -69,4 +69,14 @@ def run_verification(cfg: DictConfig) -> dict:
                 fig["target_mean"],
                 fig["nontarget_mean"],
             )
+            c = fig["compactness"]
+            log.info(
+                "  %s's clips on %-10s cosine within %.3f / between %.3f (other speakers: %.3f / %.3f)",
+                person,
+                name,
+                c["within"],
+                c["between"],
+                c["others_within"],
+                c["others_between"],
+            )
     return report

@@ -139,6 +139,7 @@ def reenrolment(
     summary = detection_summary(scores, trials.target)
     target, nontarget = scores[trials.target], scores[~trials.target]
     return {
+        "compactness": compactness(test_emb, test_speakers, person),
         "person": person,
         "enrol_clips": enrol_clips,
         "EER": summary["EER"],
@@ -147,6 +148,32 @@ def reenrolment(
         "nontarget_mean": float(nontarget.mean()),
         "target_trials": summary["target_trials"],
         "nontarget_trials": summary["nontarget_trials"],
+    }
+
+
+def compactness(embeddings_: np.ndarray, speakers: Sequence[str], person: str) -> dict:
+    """Mean cosine among ``person``'s clips (within) and between their clips and everyone
+    else's (between), beside the same two figures averaged over the other speakers: an encoder
+    that still knows the person keeps their clips tight (within well above between, as for the
+    others); for a never-seen speaker the clips spread."""
+    unit = embeddings_ / np.linalg.norm(embeddings_, axis=1, keepdims=True).clip(1e-12)
+    speakers = np.asarray(speakers)
+    cos = unit @ unit.T
+
+    def within_between(name: str) -> tuple[float, float]:
+        own = speakers == name
+        block = cos[np.ix_(own, own)]
+        n = int(own.sum())
+        within = (block.sum() - np.trace(block)) / max(n * (n - 1), 1)
+        return float(within), float(cos[np.ix_(own, ~own)].mean())
+
+    within, between = within_between(person)
+    others = [within_between(n) for n in sorted(set(speakers.tolist()) - {person})]
+    return {
+        "within": within,
+        "between": between,
+        "others_within": float(np.mean([w for w, _ in others])),
+        "others_between": float(np.mean([b for _, b in others])),
     }
 
 
@@ -230,6 +257,7 @@ def evaluate(
 
 
 __all__ = [
+    "compactness",
     "det_curve",
     "embeddings",
     "enrol_people",

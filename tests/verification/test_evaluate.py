@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,18 @@ def test_a_model_of_other_features_is_refused(dm):
         }
     }
     check_compatible(old, dm, Path("m.pt"))  # a setting a file predates takes its default
+
+
+def test_compactness_separates_a_tight_speaker_from_a_spread_one():
+    from qpae.verification.evaluate import compactness
+
+    rng = np.random.default_rng(0)
+    centre = rng.standard_normal(16)
+    tight = centre + 0.1 * rng.standard_normal((5, 16))
+    spread = rng.standard_normal((5, 16))
+    other = -centre + 0.1 * rng.standard_normal((5, 16))
+    emb = np.concatenate([tight, spread, other])
+    speakers = ["t"] * 5 + ["s"] * 5 + ["o"] * 5
+    assert compactness(emb, speakers, "t")["within"] > 0.9
+    spread_figures = compactness(emb, speakers, "s")
+    assert abs(spread_figures["within"]) < 0.5 and spread_figures["others_within"] > 0.9
