@@ -10,6 +10,7 @@
 #   make bench DATA_DIR=../shared/data          methods × scenarios × seeds → results/bench-cpu/
 #   make throughput                             feature-pipeline and training-loop benchmark
 #   make verify-eval ARGS="+models.original=…"   speaker verification: EER, minDCF, DET curve
+#   make enrol ARGS="cohort=[a,b]"              verification mode's enrolment store and cohort
 #   make memory                                 peak memory as the corpus grows; store add/purge cost
 #   make serve                                  the erasure service's HTTP API + worker (qpae-erase)
 #   make service-bench                          its latencies and an API load test
@@ -49,7 +50,7 @@ FORGET_ARG += $(if $(FORGET_INDEX),'forget_index=[$(FORGET_INDEX)]',)
 CHOICE_ARG := $(if $(DATASET),dataset=$(DATASET),) $(if $(MODEL),model=$(MODEL),)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput memory serve service-bench verify-eval clean
+.PHONY: install demo pretrain unlearn audit certify store bench test lint throughput memory serve service-bench verify-eval enrol clean
 
 install: $(VENV)/.installed
 
@@ -96,6 +97,9 @@ lint: install
 
 verify-eval: install
 	$(PY) -m qpae.cli.verify_eval $(CHOICE_ARG) $(DATA_ARG) $(ARGS)
+
+enrol: install
+	$(PY) -m qpae.cli.enrol $(CHOICE_ARG) $(DATA_ARG) $(ARGS)
 
 throughput: install
 	$(PY) -m qpae.cli.throughput trainer=$(TRAINER) $(DATA_ARG) $(ARGS)

@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 ACTIONS = ("enrol", "remove")
 
 
+def names_list(value, key: str) -> list[str] | None:
+    """A list of people's names from the config: ``theo`` and ``[theo]`` alike (never the
+    characters of a string); numbers only as whole numbers, named as written."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | int | float | bool) else list(value)
+    for item in items:
+        if isinstance(item, bool | float) or not isinstance(item, str | int):
+            raise EnrolmentError(f"{key} holds names, e.g. {key}=[theo,lucas]; got {item!r}")
+    return [str(item) for item in items]
+
+
 def store_meta(dataset: str, encoder_sha256: str, enrol_clips, seed: int, data_seed: int, kind: str) -> dict:
     """What a store records about how it was made (checked by later edits; used to re-enrol)."""
     return {
@@ -41,7 +53,7 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
     enrol_clips = None if cfg.enrol_clips is None else int(cfg.enrol_clips)
     if enrol_clips is not None and enrol_clips < int(cfg.min_clips):
         raise EnrolmentError(f"enrol_clips={enrol_clips} is below min_clips={cfg.min_clips}")
-    cohort = [str(n) for n in cfg.cohort]
+    cohort = names_list(cfg.cohort, "cohort") or []
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
@@ -88,7 +100,7 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
 
 
 def remove_people(cfg: DictConfig) -> dict:
-    names = [str(n) for n in (cfg.forget or [])]
+    names = names_list(cfg.forget, "forget") or []
     edits = plan_store_edits(names, cfg.verification.enrolment, cfg.verification.cohort)
     records = apply_store_edits(edits)
     for r in records:
