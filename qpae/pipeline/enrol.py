@@ -54,38 +54,43 @@ def make_stores(cfg: DictConfig, out: Path) -> dict:
     if enrol_clips is not None and enrol_clips < int(cfg.min_clips):
         raise EnrolmentError(f"enrol_clips={enrol_clips} is below min_clips={cfg.min_clips}")
     cohort = names_list(cfg.cohort, "cohort") or []
+    if len(cohort) == 1:  # before any data is read
+        raise EnrolmentError(
+            "a cohort needs at least two people (AS-norm takes its top scores); give none or more"
+        )
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup()
     names = list(datamodule.class_names)
-    enrolled = (
-        [str(n) for n in cfg.enrolled] if cfg.enrolled is not None else [n for n in names if n not in cohort]
-    )
+    enrolled = names_list(cfg.enrolled, "enrolled")
+    enrolled = enrolled if enrolled is not None else [n for n in names if n not in cohort]
     unknown = sorted((set(enrolled) | set(cohort)) - set(names))
     if unknown:
         raise EnrolmentError(f"{unknown} are not classes of {datamodule.name} (classes: {names})")
     overlap = sorted(set(enrolled) & set(cohort))
     if overlap:
         raise EnrolmentError(f"{overlap} are both enrolled and in the cohort: a cohort holds other people")
-    if len(cohort) == 1:
-        raise EnrolmentError(
-            "a cohort needs at least two people (AS-norm takes its top scores); give none or more"
-        )
     model = read_checked({"input": cfg.input}, datamodule)["input"]
     net = net_of(model)
     train = datamodule.dataset("train")
-    written = {}
+    stores = {}
     for kind, people, seed in (("enrolment", enrolled, int(cfg.seed)), ("cohort", cohort, int(cfg.seed) + 1)):
         if not people:
             continue
         meta = store_meta(datamodule.name, model.sha256, enrol_clips, seed, int(cfg.data_seed), kind)
-        store = enrol_people(net, train, names, people, enrol_clips, seed, meta)
-        short = {n: c for n, c in zip(store.names, store.clips, strict=True) if c < int(cfg.min_clips)}
+        stores[kind] = enrol_people(net, train, names, people, enrol_clips, seed, meta)
+        short = {
+            n: c
+            for n, c in zip(stores[kind].names, stores[kind].clips, strict=True)
+            if c < int(cfg.min_clips)
+        }
         if short:
             raise EnrolmentError(
                 f"enrolment needs at least {cfg.min_clips} clips per person; too few for {short}"
             )
+    written = {}  # both stores checked: now written, each whole
+    for kind, store in stores.items():
         path = out / f"{kind}.npz"
         written[kind] = {"store": str(path), "sha256": store.save(path), "people": list(store.names)}
         log.info("%s store: %d people → %s", kind, len(store.names), path)
