@@ -155,7 +155,7 @@ def verification_stores(cfg: DictConfig) -> tuple[str | None, str | None]:
     return enrolment, cohort
 
 
-def plan_verification_erasure(cfg: DictConfig, datamodule, names, source: Path, source_sha256: str):
+def plan_verification_erasure(cfg: DictConfig, datamodule, names, source_sha256: str):
     """The store edits of this request, checked before any training: every forgotten person is
     enrolled; both stores were made for this dataset, split and input model."""
     enrolment, cohort = verification_stores(cfg)

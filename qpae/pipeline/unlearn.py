@@ -177,7 +177,7 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
     store_edits = None
     if verification_stores(cfg)[0] is not None:  # every forgotten person enrolled: checked before training
         forgotten = [datamodule.class_names[c] for c in selections[0].resolve(datamodule.class_names)]
-        store_edits = plan_verification_erasure(cfg, datamodule, forgotten, source, sha256_file(source))
+        store_edits = plan_verification_erasure(cfg, datamodule, forgotten, sha256_file(source))
     # loggers start with the first trainer, after every check: a refused run leaves no W&B folder
     loggers: list = []
 
