@@ -84,12 +84,19 @@ class ResidentWindows(Dataset):
     def __init__(self, source: WindowDataset, device: torch.device | str, chunk: int = 4096) -> None:
         device = torch.device(device)
         dim = int(np.prod(source.shape))
-        self.features = torch.empty((len(source), dim), dtype=torch.float16, device=device)
-        for start in range(0, len(source), chunk):  # float16 straight from the store, chunk by chunk
-            stop = min(len(source), start + chunk)
-            rows = torch.from_numpy(source.raw16(np.arange(start, stop)))
-            self.features[start:stop].copy_(rows)
-        self.targets = source.targets.to(device)
+        # Lightning's test loop runs under inference mode, where the copy of the test split is first
+        # made: ordinary tensors all the same, so that wipe() can zero them afterwards
+        with torch.inference_mode(False):
+            self.features = torch.empty((len(source), dim), dtype=torch.float16, device=device)
+            for start in range(0, len(source), chunk):  # float16 straight from the store, chunk by chunk
+                stop = min(len(source), start + chunk)
+                rows = torch.from_numpy(source.raw16(np.arange(start, stop)))
+                self.features[start:stop].copy_(rows)
+            self.targets = source.targets.to(device)
+            # tensors, not Python floats: CUDA divides by a float as a multiply by its reciprocal
+            # (1 ulp off the host's division); by a tensor it divides exactly, as the host does
+            self._mean = torch.tensor(float(source.mean), dtype=torch.float32, device=device)
+            self._std = torch.tensor(float(source.std), dtype=torch.float32, device=device)
         self.shape, self.mean, self.std = tuple(source.shape), float(source.mean), float(source.std)
         self.device = device
 
@@ -107,7 +114,7 @@ class ResidentWindows(Dataset):
             raise RuntimeError("these device copies of the features were dropped (after a run or a purge)")
         idx = torch.as_tensor(np.asarray(positions, dtype=np.int64)).to(self.device, non_blocking=True)
         x = self.features.index_select(0, idx).float().view(len(idx), *self.shape)
-        x.sub_(self.mean).div_(self.std)
+        x.sub_(self._mean).div_(self._std)
         return x, self.targets.index_select(0, idx)
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:

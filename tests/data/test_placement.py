@@ -101,6 +101,17 @@ def test_resident_copies_follow_the_budget_and_are_dropped(dm, monkeypatch):
     assert not dm._resident
 
 
+def test_a_copy_first_made_under_inference_mode_can_still_be_wiped(dm, monkeypatch):
+    """Lightning's test loop runs under inference mode: the test split's copy is made there, and
+    qpae-unlearn wipes it after the run, outside it (on a GPU this once failed at the very end)."""
+    resident_on_cpu(monkeypatch)
+    with torch.inference_mode():
+        x, _ = next(iter(dm.test_dataloader()))
+    [copy] = dm._resident.values()
+    dm.drop_device_copies()
+    assert not copy.features.any() and not dm._resident
+
+
 def test_resident_gather_equals_the_store_for_any_positions(dm):
     train = dm.dataset("train")
     resident = ResidentWindows(train, "cpu", chunk=3)  # several chunks
