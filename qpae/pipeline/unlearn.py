@@ -111,6 +111,7 @@ def wall_time_line(
     requests_s: float,
     purge_s: float,
     reports: list[dict],
+    stores_s: float | None = None,
 ) -> str:
     """Where the wall time went, from ``started`` (the command's start; else this call's) to now."""
     t = [r["timings_s"] for r in reports]
@@ -126,6 +127,9 @@ def wall_time_line(
         "training": training,
         "writing and the rest of the requests": requests_s - load - evaluation - training,
         "purge": purge_s,
+        **(
+            {"enrolment and cohort edits (re-enrolling the others)": stores_s} if stores_s is not None else {}
+        ),
     }
     wall = time.perf_counter() - started
     return f"wall time {wall:.1f} s ({wall / max(training, 1e-9):.1f}× training): " + ", ".join(
@@ -205,16 +209,18 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
     finish_loggers(loggers)
     last = out_root / f"request-{len(reports):02d}"
     published = (last / "model.pt").is_file()
+    stores_started, stores_s = time.perf_counter(), None
     if store_edits is not None and published and is_rank_zero():  # before a purge: re-enrolment reads clips
         entry = erase_from_stores(store_edits, datamodule, last / "model.pt")
         receipt = json.loads((last / "receipt.json").read_text(encoding="utf-8"))
         write_atomic(last / "receipt.json", json_bytes({**receipt, "verification": entry}))
+        stores_s = time.perf_counter() - stores_started
     purge_started = time.perf_counter()
     if purge and published and is_rank_zero():
         purge_forgotten(datamodule, source, out_root, reports)
     if is_rank_zero():
         purge_s = time.perf_counter() - purge_started
-        log.info("%s", wall_time_line(started, entered, data_s, requests_s, purge_s, reports))
+        log.info("%s", wall_time_line(started, entered, data_s, requests_s, purge_s, reports, stores_s))
     if cfg.get("record_latest", False) and published and is_rank_zero():  # what `make audit` audits next
         entry = {
             "model": str((last / "model.pt").resolve()),
