@@ -18,6 +18,7 @@ speechbrain`` or ``pip install -e '.[speaker]'``.
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,7 @@ class AngularHead(nn.Linear):
 
     def with_margin(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training logits: the target class's cosine θ becomes θ + margin (SpeechBrain's AAM)."""
+        keep_torch_settings()
         from speechbrain.nnet.losses import AdditiveAngularMargin
 
         one_hot = F.one_hot(targets, logits.shape[-1]).to(logits.dtype)
@@ -57,12 +59,20 @@ def margin_logits(net: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -
     return head.with_margin(logits, targets) if isinstance(head, AngularHead) else logits
 
 
+def keep_torch_settings() -> None:
+    """Before any SpeechBrain import: its import changes torch's global settings ("quirks": TF32
+    matmuls on, the JIT profiler off, cuDNN benchmarking off on ROCm). qpae's other models and its
+    exactness checks must not depend on whether an ECAPA was built in the same process."""
+    os.environ.setdefault("SB_DISABLE_QUIRKS", "allow_tf32,disable_jit_profiling,disable_cudnn_benchmarking")
+
+
 def speechbrain_ecapa():
     if importlib.util.find_spec("speechbrain") is None:
         raise RuntimeError(
             "model=ecapa_tdnn uses SpeechBrain's ECAPA-TDNN: `pip install speechbrain` "
             "(or `pip install -e '.[speaker]'`)"
         )
+    keep_torch_settings()
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
     return ECAPA_TDNN

@@ -3,7 +3,10 @@ unlearning phase can act on, and settings checked before any training."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +16,8 @@ from qpae.models.ecapa import AngularHead, margin_logits
 from qpae.models.factory import classifier_head, create_model, model_from_settings
 from qpae.unlearning.phases import destructive_interference
 
-pytest.importorskip("speechbrain", reason="model=ecapa_tdnn needs `pip install speechbrain`")
+if importlib.util.find_spec("speechbrain") is None:
+    pytest.skip("model=ecapa_tdnn needs `pip install speechbrain`", allow_module_level=True)
 
 
 def small(num_classes: int = 5):
@@ -95,3 +99,17 @@ def test_a_model_file_rebuilds_it_and_bad_settings_are_refused():
         model_from_settings({**settings, "attention": 3}, num_classes=4, in_chans=1, img_size=(40, 50))
     with pytest.raises(ValueError, match=r"\[batch, 1, 40, frames\]"):
         net(torch.randn(2, 1, 64, 50))
+
+
+def test_building_an_ecapa_leaves_torchs_global_settings_alone():
+    """SpeechBrain's import turns TF32 matmuls on and the JIT profiler off unless told not to."""
+    code = (
+        "import torch\n"
+        "before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"
+        "from qpae.models.factory import create_model\n"
+        "net = create_model('ecapa_tdnn', num_classes=3, img_size=(40, 50), channels=16, embedding=8)\n"
+        "net.get_classifier().with_margin(torch.zeros(2, 3), torch.tensor([0, 1]))\n"
+        "after = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)\n"
+        "assert before == after, (before, after)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
