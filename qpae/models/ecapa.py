@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from qpae.models.head import LinearHead
+from qpae.models.head import EmbeddingHead
 
 
 class AngularHead(nn.Linear):
@@ -78,7 +78,7 @@ def speechbrain_ecapa():
     return ECAPA_TDNN
 
 
-class ECAPA(LinearHead, nn.Module):
+class ECAPA(EmbeddingHead, nn.Module):
     """ECAPA-TDNN encoder + AAM head, with timm's head API.
 
     Args:
@@ -146,13 +146,6 @@ class ECAPA(LinearHead, nn.Module):
                 f"ecapa_tdnn expects [batch, 1, {self.n_mels}, frames] features, got {list(x.shape)}"
             )
         return self.encoder(x[:, 0].transpose(1, 2)).flatten(1)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -22,7 +22,7 @@ import torch
 from timm.models import register_model
 from torch import nn
 
-from qpae.models.head import LinearHead
+from qpae.models.head import EmbeddingHead
 
 N_MELS = 40
 HIDDEN = 256
@@ -65,7 +65,7 @@ def load_encoder_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     return encoder
 
 
-class GE2E(LinearHead, nn.Module):
+class GE2E(EmbeddingHead, nn.Module):
     """GE2E encoder + linear classification head, with timm's head API.
 
     Args:
@@ -120,13 +120,6 @@ class GE2E(LinearHead, nn.Module):
                 f"ge2e expects [batch, 1, {N_MELS}, frames] mel spectrograms, got {list(x.shape)}"
             )
         return self.embed(x[:, 0].transpose(1, 2).contiguous())
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

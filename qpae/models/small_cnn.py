@@ -49,9 +49,6 @@ class SmallCNN(LinearHead, nn.Module):
         x = self.drop(self.pool(x).flatten(1))
         return x if pre_logits else self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model
 def qpae_small_cnn(pretrained: bool = False, **kwargs) -> SmallCNN:

@@ -155,16 +155,15 @@ def verification_stores(cfg: DictConfig) -> tuple[str | None, str | None]:
     return enrolment, cohort
 
 
-def plan_verification_erasure(cfg: DictConfig, datamodule, names, source_sha256: str):
+def plan_verification_erasure(enrolment, cohort, data_seed: int, datamodule, names, source_sha256: str):
     """The store edits of this request, checked before any training: every forgotten person is
     enrolled; both stores were made for this dataset, split and input model."""
-    enrolment, cohort = verification_stores(cfg)
     edits = plan_store_edits(names, enrolment, cohort, dataset=datamodule.name, encoder_sha256=source_sha256)
     for edit in edits:
         made_on = edit.store.meta.get("data_seed")
-        if made_on is not None and int(made_on) != int(cfg.data_seed):
+        if made_on is not None and int(made_on) != int(data_seed):
             raise EnrolmentError(
-                f"the {edit.kind} store {edit.path} was made on split data_seed={made_on}, this run uses {cfg.data_seed}"
+                f"the {edit.kind} store {edit.path} was made on split data_seed={made_on}, this run uses {data_seed}"
             )
     return edits
 

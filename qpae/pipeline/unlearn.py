@@ -156,7 +156,8 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
             f"no pretrained model at {source}; create it with `{pretrain_hint()}` (or point input=... at a model file)"
         )
     # verification mode: the stores exist, and one request (its receipt records their edits)
-    if verification_stores(cfg)[0] is not None and len(selections) != 1:
+    stores = verification_stores(cfg)  # (enrolment, cohort) paths, checked to exist; (None, None): not asked
+    if stores[0] is not None and len(selections) != 1:
         raise ValueError(
             "verification.enrolment takes one request (forget=… or forget_index=…), not a sequence"
         )
@@ -179,9 +180,11 @@ def unlearn(cfg: DictConfig, started: float | None = None) -> list[dict]:
         )
     purge = datamodule.label_is_speaker if purge is None else purge
     store_edits = None
-    if verification_stores(cfg)[0] is not None:  # every forgotten person enrolled: checked before training
+    if stores[0] is not None:  # every forgotten person enrolled: checked before training
         forgotten = [datamodule.class_names[c] for c in selections[0].resolve(datamodule.class_names)]
-        store_edits = plan_verification_erasure(cfg, datamodule, forgotten, sha256_file(source))
+        store_edits = plan_verification_erasure(
+            *stores, cfg.data_seed, datamodule, forgotten, sha256_file(source)
+        )
     # loggers start with the first trainer, after every check: a refused run leaves no W&B folder
     loggers: list = []
 

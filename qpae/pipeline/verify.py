@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from qpae.audit.inputs import read_checked
 from qpae.audit.run import net_of
 from qpae.checkpoints import save_json
+from qpae.pipeline.enrol import names_list
 from qpae.publish import OutputExistsError
 from qpae.verification.evaluate import evaluate
 
@@ -34,17 +35,17 @@ def run_verification(cfg: DictConfig) -> dict:
     datamodule.setup()
     files = read_checked(dict(cfg.models), datamodule)
     out.mkdir(parents=True, exist_ok=True)
-    enrolled = list(cfg.enrolled) if cfg.enrolled is not None else None
+    enrolled = names_list(cfg.enrolled, "enrolled")
     report = evaluate(
         {name: net_of(f) for name, f in files.items()},
         datamodule,
         enrolled=enrolled,
         enrol_clips=cfg.enrol_clips,
         nontarget_per_clip=int(cfg.nontarget_per_clip),
-        cohort=list(cfg.cohort),
+        cohort=names_list(cfg.cohort, "cohort") or [],
         seed=int(cfg.seed),
         det_path=out / "det.png",
-        reenrol=[str(n) for n in cfg.reenrol],
+        reenrol=names_list(cfg.reenrol, "reenrol") or [],
     )
     report["models_sha256"] = {name: f.sha256 for name, f in files.items()}
     save_json(out / "verification.json", report)
